@@ -1,0 +1,311 @@
+"""IntraCodec: learned image codec with Hadamard window attention, frequency-disentangled latent,
+channel-wise autoregressive slice coding and gain-unit variable rate.
+
+Reconstruction of "Frequency Disentangled Features in Neural Image Compression" (ICIP 2023) on top
+of SwinT-ChARM / ChARM (Minnen & Singh 2020) and ELIC (uneven slices); variable rate with gain units
+("asymmetric gained" / ELIC-style). Data flow (N = channels, M = latent_channels, H = hyper_channels)::
+
+    x (B,3,H,W) --g_a--> y (B,M,H/16,W/16)  [low | high] channels (FrequencyDisentangle)
+       y * gain[q] --HyperPrior: h_a -> z (B,H,H/64,W/64) -> EntropyBottleneck -> h_s--> supports
+       --SliceCoder: slices (e.g. 16,16,32,64), low frequency first, mean/scale from supports + earlier
+         slices, LRP --> y_hat
+       y_hat * inv_gain[q] --g_s--> x_hat (B,3,H,W)
+
+    g_a: conv5/2 GDN conv5/2 GDN conv5/2 GDN | AttnBlock@8 | conv5/2 | AttnBlock@16 | FreqDisentangle
+    g_s: conv3 | AttnBlock@16 | deconv5/2 IGDN | AttnBlock@8 | deconv5/2 IGDN deconv5/2 IGDN deconv5/2
+
+Choices where the paper is silent (also in the project report): 4 attention blocks only, at stride
+8 and 16, window 8, head dim 16, no shifted windows; the low-frequency path is avgpool2 -> 2 convs
+-> bilinear up at stride 16 and gets the first ``low_slices`` slices' channels; gains act on y only
+(one learned gain and inverse-gain vector per level, init ``sqrt(lambda_q / lambda_max)``).
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Any
+
+import torch
+from compressai.layers import GDN
+from compressai.models.utils import update_registered_buffers
+from torch import Tensor, nn
+
+from nvcodec.codec.layers import AttentionBlock, FrequencyDisentangle
+from nvcodec.entropy import HyperPrior, SliceCoder, pack_strings, unpack_strings
+from nvcodec.errors import BitstreamError, InputError
+from nvcodec.geometry import crop_to, pad_to_multiple
+
+__all__ = ["IntraConfig", "IntraCodec", "RDOutput", "IntraCompressed", "IntraEncoded"]
+
+DEFAULT_LAMBDAS = (0.0018, 0.0035, 0.0067, 0.013, 0.025, 0.0483)
+
+
+@dataclass(frozen=True)
+class IntraConfig:
+    """Hyperparameters of ``IntraCodec``; the registry builds ``IntraCodec(IntraConfig(**overrides))``."""
+
+    channels: int = 64  # N, transform width
+    latent_channels: int = 128  # M, channels of y
+    slice_sizes: tuple[int, ...] = (16, 16, 32, 64)  # coding order, low frequency first; sums to M
+    hyper_channels: int = 64  # channels of z and width of h_a / h_s
+    hadamard: bool = True  # key-side Hadamard term in the attention score (ablation: False)
+    frequency_order: bool = True  # frequency disentangle + uneven low-first slices (ablation: False)
+    lambdas: tuple[float, ...] = DEFAULT_LAMBDAS  # rate-distortion weight per quality level
+    window_size: int = 8  # attention window (tokens per side)
+    head_dim: int = 16
+    low_slices: int = 2  # leading slices that hold the low-frequency path's channels
+
+    def __post_init__(self) -> None:
+        if sum(self.slice_sizes) != self.latent_channels:
+            raise ValueError(f"slice_sizes {self.slice_sizes} must sum to latent_channels {self.latent_channels}")
+        if not 0 < self.low_slices < len(self.slice_sizes):
+            raise ValueError(f"low_slices {self.low_slices} must be in 1..{len(self.slice_sizes) - 1}")
+        if self.channels % self.head_dim:
+            raise ValueError(f"channels {self.channels} not divisible by head_dim {self.head_dim}")
+        if len(self.lambdas) < 1:
+            raise ValueError("need at least one quality level")
+
+    @property
+    def quality_levels(self) -> int:
+        return len(self.lambdas)
+
+    @property
+    def heads(self) -> int:
+        return self.channels // self.head_dim
+
+    @property
+    def coding_slice_sizes(self) -> tuple[int, ...]:
+        """Slices actually coded: ``slice_sizes``, or equal slices when frequency ordering is off."""
+        if self.frequency_order:
+            return self.slice_sizes
+        count = len(self.slice_sizes)
+        base = self.latent_channels // count
+        return (base,) * (count - 1) + (self.latent_channels - base * (count - 1),)
+
+    @property
+    def low_channels(self) -> int:
+        """Channels of y fed by the low-frequency path (the first ``low_slices`` slices)."""
+        return sum(self.slice_sizes[: self.low_slices])
+
+    @property
+    def entropy_hidden(self) -> int:
+        return self.hyper_channels
+
+    @property
+    def stride(self) -> int:
+        return 16
+
+    @property
+    def pad_multiple(self) -> int:
+        """Input sizes are padded to this: latent stride 16 x hyper stride 4."""
+        return self.stride * 4
+
+
+@dataclass(frozen=True)
+class RDOutput:
+    """``x_hat`` (B, 3, H, W); ``y_likelihoods`` (B, M, H/16, W/16); ``z_likelihoods`` (B, Hc, H/64, W/64)."""
+
+    x_hat: Tensor
+    y_likelihoods: Tensor
+    z_likelihoods: Tensor
+
+    @property
+    def likelihoods(self) -> tuple[Tensor, Tensor]:
+        return self.y_likelihoods, self.z_likelihoods
+
+    def bits(self) -> Tensor:
+        """Estimated total bits (scalar) from the likelihoods."""
+        return -(torch.log2(self.y_likelihoods).sum() + torch.log2(self.z_likelihoods).sum())
+
+
+@dataclass(frozen=True)
+class IntraCompressed:
+    """One coded image. ``image_hw``: size before padding; ``latent_hw``: y's size (padded / 16)."""
+
+    y_string: bytes
+    z_string: bytes
+    quality: int
+    image_hw: tuple[int, int]
+    latent_hw: tuple[int, int]
+
+    @property
+    def num_bytes(self) -> int:
+        return len(self.y_string) + len(self.z_string)
+
+    def to_bytes(self) -> bytes:
+        """Strings only (the header fields travel in the caller's struct): u32 len + z, u32 len + y."""
+        return pack_strings([self.z_string, self.y_string])
+
+    @classmethod
+    def from_bytes(
+        cls, data: bytes, quality: int, image_hw: tuple[int, int], latent_hw: tuple[int, int]
+    ) -> IntraCompressed:
+        (z_string, y_string), end = unpack_strings(data, 2)
+        if end != len(data):
+            raise BitstreamError(f"{len(data) - end} trailing bytes after the latent strings")
+        return cls(y_string, z_string, quality, image_hw, latent_hw)
+
+
+@dataclass(frozen=True)
+class IntraEncoded:
+    """The encoder's output: the stream and the reconstruction the decoder will produce (1,3,H,W)."""
+
+    compressed: IntraCompressed
+    x_hat: Tensor
+
+
+def _conv(cin: int, cout: int, kernel: int = 5, stride: int = 2) -> nn.Conv2d:
+    return nn.Conv2d(cin, cout, kernel, stride=stride, padding=kernel // 2)
+
+
+def _deconv(cin: int, cout: int, kernel: int = 5, stride: int = 2) -> nn.ConvTranspose2d:
+    return nn.ConvTranspose2d(cin, cout, kernel, stride=stride, padding=kernel // 2, output_padding=stride - 1)
+
+
+class IntraCodec(nn.Module):
+    """The learned intra codec (see module docstring). ``forward`` for training, ``compress``/``decompress``
+    for real bitstreams (after ``update_entropy_models()``)."""
+
+    def __init__(self, config: IntraConfig) -> None:
+        super().__init__()
+        self.config = config
+        n, m, heads, win, had = config.channels, config.latent_channels, config.heads, config.window_size, config.hadamard
+        head: nn.Module
+        if config.frequency_order:
+            head = FrequencyDisentangle(n, config.low_channels, m - config.low_channels)
+        else:
+            head = nn.Conv2d(n, m, 3, padding=1)
+        self.g_a = nn.Sequential(
+            _conv(3, n), GDN(n),
+            _conv(n, n), GDN(n),
+            _conv(n, n), GDN(n),
+            AttentionBlock(n, heads, win, had),  # stride 8
+            _conv(n, n),
+            AttentionBlock(n, heads, win, had),  # stride 16
+            head,
+        )  # fmt: skip
+        self.g_s = nn.Sequential(
+            nn.Conv2d(m, n, 3, padding=1),
+            AttentionBlock(n, heads, win, had),  # stride 16
+            _deconv(n, n), GDN(n, inverse=True),
+            AttentionBlock(n, heads, win, had),  # stride 8
+            _deconv(n, n), GDN(n, inverse=True),
+            _deconv(n, n), GDN(n, inverse=True),
+            _deconv(n, 3),
+        )  # fmt: skip
+        self.hyperprior = HyperPrior(m, config.hyper_channels)
+        self.slice_coder = SliceCoder(config.coding_slice_sizes, config.entropy_hidden)
+        lambdas = torch.tensor(config.lambdas, dtype=torch.float32)
+        log_gain = 0.5 * torch.log(lambdas / lambdas.max())  # (L,): quantiser step ~ lambda^-1/2
+        self.log_gain = nn.Parameter(log_gain[:, None].repeat(1, m).contiguous())  # (L, M)
+        self.log_inv_gain = nn.Parameter(-log_gain[:, None].repeat(1, m).contiguous())  # (L, M)
+
+    # -- helpers ---------------------------------------------------------------------------------
+    def _check_quality(self, quality: int) -> int:
+        if not 0 <= int(quality) < self.config.quality_levels:
+            raise InputError(f"quality {quality} out of range 0..{self.config.quality_levels - 1}")
+        return int(quality)
+
+    def _gain(self, quality: int) -> Tensor:
+        return self.log_gain[quality].exp()[None, :, None, None]  # (1, M, 1, 1)
+
+    def _inv_gain(self, quality: int) -> Tensor:
+        return self.log_inv_gain[quality].exp()[None, :, None, None]
+
+    def analysis(self, x: Tensor) -> Tensor:
+        """x (B, 3, H, W) in [0, 1], H and W multiples of 16 -> y (B, M, H/16, W/16), before gain."""
+        return self.g_a(x)
+
+    def synthesis(self, y_hat: Tensor, quality: int) -> Tensor:
+        """Gained y_hat (B, M, h, w) -> x_hat (B, 3, 16h, 16w) (unclamped)."""
+        return self.g_s(y_hat * self._inv_gain(quality))
+
+    # -- training --------------------------------------------------------------------------------
+    def forward(self, x: Tensor, quality: int | None = None) -> RDOutput:
+        """x: (B, 3, H, W) in [0, 1], H and W multiples of 64. ``quality`` defaults to the top level."""
+        quality = self._check_quality(self.config.quality_levels - 1 if quality is None else quality)
+        y = self.analysis(x) * self._gain(quality)
+        hyper = self.hyperprior(y)
+        sliced = self.slice_coder(y, hyper.mean_support, hyper.scale_support)
+        x_hat = self.synthesis(sliced.y_hat, quality)
+        return RDOutput(x_hat, sliced.likelihoods, hyper.z_likelihoods)
+
+    def aux_loss(self) -> Tensor:
+        """Quantile loss of the EntropyBottleneck (its own optimiser)."""
+        return self.hyperprior.entropy_bottleneck.loss()
+
+    def update_entropy_models(self) -> None:
+        """Build the CDF tables needed by compress/decompress (compressai ``update(force=True)``)."""
+        self.hyperprior.entropy_bottleneck.update(force=True)
+        self.slice_coder.update(force=True)
+
+    def load_state_dict(self, state_dict: Any, strict: bool = True, assign: bool = False) -> Any:
+        """Like nn.Module's, but first resizes compressai's CDF buffers to the stored shapes."""
+        state_dict = dict(state_dict)
+        names = ("_quantized_cdf", "_offset", "_cdf_length")
+        if any(k.startswith("hyperprior.entropy_bottleneck._quantized_cdf") for k in state_dict):
+            update_registered_buffers(
+                self.hyperprior.entropy_bottleneck, "hyperprior.entropy_bottleneck", names, state_dict
+            )
+        if "slice_coder.gaussian_conditional.scale_table" in state_dict:
+            update_registered_buffers(
+                self.slice_coder.gaussian_conditional,
+                "slice_coder.gaussian_conditional",
+                (*names, "scale_table"),
+                state_dict,
+            )
+        return super().load_state_dict(state_dict, strict=strict, assign=assign)
+
+    # -- coding ----------------------------------------------------------------------------------
+    @torch.inference_mode()
+    def encode(self, x: Tensor, quality: int) -> IntraEncoded:
+        """x: (1, 3, H, W) in [0, 1], any H, W >= 1. Returns the stream and the decoder's reconstruction.
+
+        Raises ``EntropyModelNotReadyError`` before ``update_entropy_models()``.
+        """
+        quality = self._check_quality(quality)
+        if x.dim() != 4 or x.shape[0] != 1 or x.shape[1] != 3:
+            raise InputError(f"expected one RGB image (1, 3, H, W), got shape {tuple(x.shape)}")
+        image_hw = (int(x.shape[-2]), int(x.shape[-1]))
+        padded = pad_to_multiple(x, self.config.pad_multiple)
+        y = self.analysis(padded) * self._gain(quality)
+        z_strings, hyper = self.hyperprior.compress(y)
+        y_strings, y_hat = self.slice_coder.compress(y, hyper.mean_support, hyper.scale_support)
+        latent_hw = (int(y.shape[-2]), int(y.shape[-1]))
+        compressed = IntraCompressed(y_strings[0], z_strings[0], quality, image_hw, latent_hw)
+        return IntraEncoded(compressed, self._reconstruct(y_hat, quality, image_hw))
+
+    def compress(self, x: Tensor, quality: int) -> IntraCompressed:
+        """x: (1, 3, H, W) in [0, 1] -> ``IntraCompressed``."""
+        return self.encode(x, quality).compressed
+
+    def _reconstruct(self, y_hat: Tensor, quality: int, image_hw: tuple[int, int]) -> Tensor:
+        return crop_to(self.synthesis(y_hat, quality), *image_hw).clamp(0.0, 1.0)
+
+    def latent_hw_for(self, image_hw: tuple[int, int]) -> tuple[int, int]:
+        """y's spatial size for an image of ``image_hw`` (after padding to ``pad_multiple``)."""
+        mult = self.config.pad_multiple
+        return tuple(-(-s // mult) * mult // self.config.stride for s in image_hw)  # type: ignore[return-value]
+
+    @torch.inference_mode()
+    def decompress(self, compressed: IntraCompressed) -> Tensor:
+        """``IntraCompressed`` -> x_hat (1, 3, H, W) in [0, 1]; raises ``BitstreamError`` on bad headers."""
+        quality = int(compressed.quality)
+        if not 0 <= quality < self.config.quality_levels:
+            raise BitstreamError(f"quality {quality} out of range 0..{self.config.quality_levels - 1}")
+        expected = self.latent_hw_for(compressed.image_hw)
+        if tuple(compressed.latent_hw) != expected or min(compressed.image_hw) < 1:
+            raise BitstreamError(
+                f"latent size {compressed.latent_hw} does not match image size {compressed.image_hw} (expected {expected})"
+            )
+        h, w = expected
+        hyper = self.hyperprior.decompress([compressed.z_string], (h // 4, w // 4))
+        y_hat = self.slice_coder.decompress([compressed.y_string], hyper.mean_support, hyper.scale_support)
+        return self._reconstruct(y_hat, quality, compressed.image_hw)
+
+
+def bits_per_pixel(output: RDOutput, num_pixels: int) -> Tensor:
+    """Estimated bpp of a batch: total bits / (B * H * W) given ``num_pixels = B * H * W``."""
+    return output.bits() / num_pixels
+
+

@@ -1,0 +1,16 @@
+"""Entropy models and coding: mean-scale hyperprior, channel-wise slice coding with LRP, rANS bridge."""
+
+from nvcodec.entropy.hyperprior import HyperPrior, HyperPriorOutput
+from nvcodec.entropy.rans import pack_strings, unpack_strings, require_ready
+from nvcodec.entropy.slices import SliceCoder, SliceOutput, quantize_param
+
+__all__ = [
+    "HyperPrior",
+    "HyperPriorOutput",
+    "SliceCoder",
+    "SliceOutput",
+    "quantize_param",
+    "pack_strings",
+    "unpack_strings",
+    "require_ready",
+]

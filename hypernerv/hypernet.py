@@ -1,0 +1,112 @@
+"""The transformer hypernetwork (encoder side) and the token-to-modulation heads (decoder side).
+
+Data flow for a batch of B tile clips::
+
+    clip (B, T, 3, tile, tile) in [0, 1]
+      -> tubelet patches (pt x p x p) -> Linear to D + learned position embedding   (B, N_patch, D)
+      ++ learnable weight tokens, one per output group of every decoder layer      (B, N_patch + N_w, D)
+      -> depth x timm ViT Block -> LayerNorm -> keep the weight tokens               (B, N_w, D)
+      -> Linear(D, C_code)                                       = codes, the transmitted weight tokens
+    codes (B, N_w, C_code) (quantised on the way)
+      -> TokenDecoder: Linear(C_code, H) + per-token embedding -> GELU -> per-layer Linear(H, C_in)
+      -> 1 + that = modulations {layer: (B, groups, C_in)}, fused with the base weights by the decoder
+
+The split keeps the bitstream small: only C_code numbers per weight token are sent (NeRV-Enc sends
+the weight tokens; we add the low-dimensional bottleneck so the entropy model sees few channels).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from dataclasses import dataclass
+
+import torch
+from timm.models.vision_transformer import Block
+from torch import Tensor, nn
+
+from .decoder import LayerSpec
+
+__all__ = ["HypernetConfig", "HyperNetwork", "TokenDecoder", "num_weight_tokens"]
+
+
+@dataclass(frozen=True)
+class HypernetConfig:
+    """Transformer hypernetwork shape."""
+
+    dim: int = 128  # D
+    depth: int = 4
+    heads: int = 4
+    tubelet_frames: int = 2  # pt
+    patch_size: int = 8  # p
+    clip_len: int = 8  # T
+    tile_size: int = 64
+    code_channels: int = 16  # C_code: numbers per transmitted weight token
+    token_hidden: int = 64  # H of the decoder-side token MLP
+
+    @property
+    def num_patches(self) -> int:
+        return (self.clip_len // self.tubelet_frames) * (self.tile_size // self.patch_size) ** 2
+
+
+def num_weight_tokens(specs: Sequence[LayerSpec]) -> int:
+    """One weight token per output group of every modulated layer."""
+    return sum(spec.groups for spec in specs)
+
+
+class HyperNetwork(nn.Module):
+    """Clip tiles -> continuous codes (B, N_w, C_code), in ONE forward pass."""
+
+    def __init__(self, config: HypernetConfig, specs: Sequence[LayerSpec]) -> None:
+        super().__init__()
+        if config.clip_len % config.tubelet_frames or config.tile_size % config.patch_size:
+            raise ValueError(f"tubelet {config.tubelet_frames}x{config.patch_size}^2 does not tile a clip {config.clip_len}x{config.tile_size}^2")
+        self.config = config
+        self.num_tokens = num_weight_tokens(specs)
+        pt, p = config.tubelet_frames, config.patch_size
+        self.patch_embed = nn.Conv3d(3, config.dim, kernel_size=(pt, p, p), stride=(pt, p, p))
+        self.pos_embed = nn.Parameter(torch.randn(1, config.num_patches, config.dim) * 0.02)
+        self.weight_tokens = nn.Parameter(torch.randn(1, self.num_tokens, config.dim) * 0.02)
+        self.blocks = nn.Sequential(*[Block(config.dim, config.heads, mlp_ratio=4.0, qkv_bias=True) for _ in range(config.depth)])
+        self.norm = nn.LayerNorm(config.dim)
+        self.to_code = nn.Linear(config.dim, config.code_channels)
+
+    def forward(self, clip: Tensor) -> Tensor:
+        """``clip``: (B, T, 3, tile, tile) in [0, 1] -> codes (B, N_w, C_code)."""
+        cfg = self.config
+        if tuple(clip.shape[1:]) != (cfg.clip_len, 3, cfg.tile_size, cfg.tile_size):
+            raise ValueError(f"clip shape {tuple(clip.shape)}, hypernetwork needs (B, {cfg.clip_len}, 3, {cfg.tile_size}, {cfg.tile_size})")
+        x = self.patch_embed(clip.transpose(1, 2) - 0.5)  # (B, D, T/pt, tile/p, tile/p)
+        x = x.flatten(2).transpose(1, 2) + self.pos_embed  # (B, N_patch, D)
+        tokens = self.weight_tokens.expand(x.shape[0], -1, -1)  # (B, N_w, D)
+        x = self.blocks(torch.cat([x, tokens], dim=1))  # (B, N_patch + N_w, D)
+        x = self.norm(x[:, -self.num_tokens :])  # (B, N_w, D)
+        return self.to_code(x)  # (B, N_w, C_code)
+
+
+class TokenDecoder(nn.Module):
+    """Decoded codes (B, N_w, C_code) -> per-layer modulations {name: (B, groups, C_in)}."""
+
+    def __init__(self, config: HypernetConfig, specs: Sequence[LayerSpec]) -> None:
+        super().__init__()
+        self.specs = list(specs)
+        self.num_tokens = num_weight_tokens(specs)
+        self.code_channels = config.code_channels
+        self.embed = nn.Linear(config.code_channels, config.token_hidden)
+        self.token_bias = nn.Parameter(torch.zeros(1, self.num_tokens, config.token_hidden))
+        self.heads = nn.ModuleDict({spec.name: nn.Linear(config.token_hidden, spec.in_features) for spec in self.specs})
+        for head in self.heads.values():
+            # Start near modulation 1: the base decoder first, video specifics grow from there.
+            nn.init.normal_(head.weight, std=0.02)
+            nn.init.zeros_(head.bias)
+
+    def forward(self, codes: Tensor) -> dict[str, Tensor]:
+        if codes.dim() != 3 or tuple(codes.shape[1:]) != (self.num_tokens, self.code_channels):
+            raise ValueError(f"codes of shape {tuple(codes.shape)}, decoder spec needs (B, {self.num_tokens}, {self.code_channels})")
+        hidden = torch.nn.functional.gelu(self.embed(codes) + self.token_bias)  # (B, N_w, H)
+        modulations = {}
+        start = 0
+        for spec in self.specs:
+            part = hidden[:, start : start + spec.groups]  # (B, groups, H)
+            modulations[spec.name] = 1.0 + self.heads[spec.name](part)  # (B, groups, C_in)
+            start += spec.groups
+        return modulations

@@ -1,0 +1,236 @@
+"""HyperNerv: a transformer hypernetwork emits per-tile weight tokens for a NeRV decoder in one pass.
+
+Paper: "Fast Encoding and Decoding for Implicit Video Representation" (NeRV-Enc / NeRV-Dec,
+ECCV 2024), with NeRV (NeurIPS 2021) / HNeRV (CVPR 2023) decoders and TransINR weight tokens.
+
+Data flow for B tile clips at quality level q (see ``hypernet.py`` and ``decoder.py``)::
+
+    clip (B, T, 3, tile, tile) --HyperNetwork--> codes y (B, N_w, C)
+    y * gain[q] --round (noise/STE in training)--> rANS bitstream (TokenEntropyCoder, one string per tile)
+    y_hat / gain[q] --TokenDecoder--> modulations --fuse with base weights--> per-tile NeRV decoders
+    decoders(t = i / T for each frame i) --one grouped conv per layer--> frames (B, n, 3, tile, tile)
+
+Variable rate: ONE model, ``len(lambdas)`` quality levels. Each level has a learned per-channel
+quantisation gain; training samples a level per clip and minimises ``bpp + lambda[q] * MSE``.
+``refine_steps`` > 0 continues the encode with Adam steps on the continuous codes against the same
+RD loss (straight-through rounding for distortion, noise for rate), starting from the hypernetwork.
+"""
+
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass
+
+import torch
+import torch.nn.functional as F
+from torch import Tensor, nn
+
+from nvcodec.entropy.tokens import TokenEntropyCoder
+
+from .decoder import DecoderConfig, LayerSpec, NervDecoder
+from .hypernet import HypernetConfig, HyperNetwork, TokenDecoder
+
+__all__ = ["HyperNervConfig", "HyperNerv", "HyperNervOutput", "RDLoss", "CompressedClip"]
+
+
+@dataclass(frozen=True)
+class HyperNervConfig:
+    """The shipped defaults (``hypernerv-small``); ``tiny=True`` swaps in a minimal preset for tests."""
+
+    tiny: bool = False
+    clip_len: int = 8  # T: frames per clip (= per chunk)
+    # NeRV decoder
+    pe_levels: int = 8
+    stem_hidden: int = 128
+    stem_hw: int = 4
+    channels: tuple[int, ...] = (64, 48, 32, 24, 16)  # tile = 4 * 2**4 = 64
+    stem_groups: int = 4
+    conv_groups: int = 8
+    # hypernetwork
+    dim: int = 128
+    depth: int = 4
+    heads: int = 4
+    tubelet_frames: int = 2
+    patch_size: int = 8
+    code_channels: int = 16
+    token_hidden: int = 64
+    # rate: loss = bpp + lambda * MSE (MSE on [0, 1] RGB), one lambda per quality level
+    lambdas: tuple[float, ...] = (30.0, 90.0, 270.0, 810.0)
+
+    @property
+    def decoder(self) -> DecoderConfig:
+        if self.tiny:
+            return DecoderConfig(pe_levels=4, stem_hidden=16, stem_hw=4, channels=(8, 8, 8), stem_groups=2, conv_groups=2)
+        return DecoderConfig(self.pe_levels, self.stem_hidden, self.stem_hw, tuple(self.channels), self.stem_groups, self.conv_groups)
+
+    @property
+    def hypernet(self) -> HypernetConfig:
+        tile = self.decoder.tile_size
+        if self.tiny:
+            return HypernetConfig(dim=32, depth=1, heads=2, tubelet_frames=2, patch_size=4, clip_len=self.clip_len, tile_size=tile, code_channels=4, token_hidden=8)
+        return HypernetConfig(self.dim, self.depth, self.heads, self.tubelet_frames, self.patch_size, self.clip_len, tile, self.code_channels, self.token_hidden)
+
+    @property
+    def tile_size(self) -> int:
+        return self.decoder.tile_size
+
+    @property
+    def quality_levels(self) -> int:
+        return len(self.lambdas)
+
+
+@dataclass(frozen=True)
+class HyperNervOutput:
+    """Training forward pass of B tile clips."""
+
+    reconstruction: Tensor  # (B, T, 3, tile, tile) in [0, 1]
+    likelihoods: Tensor  # (B, N_w, C) of the gain-scaled, noisy codes
+    codes: Tensor  # (B, N_w, C) continuous hypernetwork output
+
+
+@dataclass(frozen=True)
+class RDLoss:
+    loss: Tensor  # scalar: mean over clips of bpp + lambda * mse
+    bpp: Tensor  # (B,) estimated bits per pixel of each tile clip
+    mse: Tensor  # (B,)
+
+    @property
+    def psnr(self) -> Tensor:
+        return -10.0 * torch.log10(self.mse.clamp_min(1e-10))  # (B,)
+
+
+@dataclass(frozen=True)
+class CompressedClip:
+    """The weight tokens of one clip's tiles, entropy coded."""
+
+    strings: list[bytes]  # one rANS string per tile
+    level: int
+    num_frames: int  # n <= T frames decode from times i / T, i < n
+
+
+class HyperNerv(nn.Module):
+    """Hypernetwork encoder + token entropy model + modulated NeRV decoder (see module docstring)."""
+
+    def __init__(self, config: HyperNervConfig) -> None:
+        super().__init__()
+        self.config = config
+        self.decoder = NervDecoder(config.decoder)
+        specs = self.decoder.layer_specs()
+        hcfg = config.hypernet
+        self.hypernet = HyperNetwork(hcfg, specs)
+        self.token_decoder = TokenDecoder(hcfg, specs)
+        self.token_coder = TokenEntropyCoder(self.hypernet.num_tokens, hcfg.code_channels)
+        levels = config.quality_levels
+        # Gains 0.5 .. 4 geometric at start: higher quality = finer quantisation of the codes.
+        init = torch.linspace(math.log(0.5), math.log(4.0), levels)[:, None].expand(levels, hcfg.code_channels)
+        self.log_gains = nn.Parameter(init.clone())  # (levels, C)
+        self.register_buffer("lambdas", torch.tensor(config.lambdas, dtype=torch.float32), persistent=False)
+
+    # ---------------------------------------------------------------- helpers
+    @property
+    def layer_specs(self) -> list[LayerSpec]:
+        return self.decoder.layer_specs()
+
+    @property
+    def num_weight_tokens(self) -> int:
+        return self.hypernet.num_tokens
+
+    def frame_times(self, num_frames: int, device: torch.device | None = None) -> Tensor:
+        """(n,) normalised times i / T: a short last clip uses the first n of the same grid."""
+        return torch.arange(num_frames, dtype=torch.float32, device=device) / self.config.clip_len
+
+    def gains(self, levels: Tensor) -> Tensor:
+        """``levels``: (B,) long -> (B, 1, C) quantisation gains."""
+        return self.log_gains[levels].exp()[:, None, :]
+
+    def pad_clip(self, clip: Tensor) -> Tensor:
+        """(B, n, 3, h, w) with n <= T -> (B, T, 3, h, w), repeating the last frame (hypernetwork input)."""
+        n, clip_len = clip.shape[1], self.config.clip_len
+        if n > clip_len or n < 1:
+            raise ValueError(f"clip of {n} frames, model clip length is {clip_len}")
+        if n == clip_len:
+            return clip
+        return torch.cat([clip, clip[:, -1:].expand(-1, clip_len - n, -1, -1, -1)], dim=1)
+
+    def _decode_codes(self, decoded_codes: Tensor, num_frames: int) -> Tensor:
+        """(B, N_w, C) dequantised codes -> frames (B, n, 3, tile, tile)."""
+        modulations = self.token_decoder(decoded_codes)
+        return self.decoder(modulations, self.frame_times(num_frames, decoded_codes.device))
+
+    # --------------------------------------------------------------- training
+    def forward(self, clip: Tensor, levels: Tensor) -> HyperNervOutput:
+        """``clip``: (B, T, 3, tile, tile) in [0, 1]; ``levels``: (B,) quality indices."""
+        codes = self.hypernet(clip)  # (B, N_w, C)
+        gains = self.gains(levels)  # (B, 1, C)
+        scaled = codes * gains
+        _, likelihoods = self.token_coder(scaled, training=self.training)
+        quantised = self.token_coder.quantize_ste(scaled)  # rounded values, straight-through gradient
+        reconstruction = self._decode_codes(quantised / gains, clip.shape[1])
+        return HyperNervOutput(reconstruction, likelihoods, codes)
+
+    def rd_loss(self, output: HyperNervOutput, clip: Tensor, levels: Tensor) -> RDLoss:
+        """``bpp + lambda[level] * MSE`` per tile clip (rate over the clip's pixels), averaged."""
+        batch, frames, _, height, width = clip.shape
+        bits = -torch.log2(output.likelihoods.clamp_min(1e-9)).flatten(1).sum(1)  # (B,)
+        bpp = bits / (frames * height * width)
+        mse = F.mse_loss(output.reconstruction, clip, reduction="none").flatten(1).mean(1)  # (B,)
+        loss = (bpp + self.lambdas[levels] * mse).mean()
+        return RDLoss(loss, bpp, mse)
+
+    def aux_loss(self) -> Tensor:
+        return self.token_coder.aux_loss()
+
+    def update_entropy_models(self, force: bool = True) -> bool:
+        return self.token_coder.update(force=force)
+
+    # ------------------------------------------------------------- refinement
+    def refine(self, codes: Tensor, clip: Tensor, level: int, steps: int, lr: float = 0.01) -> Tensor:
+        """Adam steps on continuous codes (B, N_w, C) against the RD loss on ``clip`` (B, n, 3, t, t).
+
+        Rate: noisy likelihoods; distortion: straight-through rounding (what the decoder sees).
+        Only the codes change; model parameters get no gradient.
+        """
+        levels = torch.full((codes.shape[0],), level, dtype=torch.long, device=codes.device)
+        gains = self.gains(levels).detach()
+        lam = float(self.config.lambdas[level])
+        frames, height, width = clip.shape[1], clip.shape[-2], clip.shape[-1]
+        with torch.enable_grad():
+            codes = codes.detach().clone().requires_grad_(True)
+            optimizer = torch.optim.Adam([codes], lr=lr)
+            for _ in range(steps):
+                scaled = codes * gains
+                _, likelihoods = self.token_coder(scaled, training=True)
+                recon = self._decode_codes(self.token_coder.quantize_ste(scaled) / gains, frames)
+                bits = -torch.log2(likelihoods.clamp_min(1e-9)).flatten(1).sum(1)  # (B,)
+                bpp = bits / (frames * height * width)
+                mse = F.mse_loss(recon, clip, reduction="none").flatten(1).mean(1)  # (B,)
+                loss = (bpp + lam * mse).sum()  # tiles are independent: sum keeps per-tile step sizes
+                (grad,) = torch.autograd.grad(loss, [codes])
+                optimizer.zero_grad(set_to_none=True)
+                codes.grad = grad
+                optimizer.step()
+        return codes.detach()
+
+    # ----------------------------------------------------------------- coding
+    def compress(self, clip: Tensor, level: int, refine_steps: int = 0, refine_lr: float = 0.01) -> CompressedClip:
+        """``clip``: (B, n, 3, tile, tile) tiles of one clip, n <= T -> entropy-coded weight tokens.
+
+        Raises ``EntropyModelNotReadyError`` before :meth:`update_entropy_models`.
+        """
+        if not 0 <= level < self.config.quality_levels:
+            raise ValueError(f"quality level {level} outside 0..{self.config.quality_levels - 1}")
+        with torch.no_grad():
+            codes = self.hypernet(self.pad_clip(clip))  # (B, N_w, C)
+        if refine_steps > 0:
+            codes = self.refine(codes, clip, level, refine_steps, refine_lr)
+        levels = torch.full((clip.shape[0],), level, dtype=torch.long, device=clip.device)
+        with torch.no_grad():
+            strings = self.token_coder.compress(codes * self.gains(levels))
+        return CompressedClip(strings, level, clip.shape[1])
+
+    @torch.no_grad()
+    def decompress(self, compressed: CompressedClip) -> Tensor:
+        """Entropy-coded weight tokens -> tiles (B, n, 3, tile, tile) in [0, 1]."""
+        levels = torch.full((len(compressed.strings),), compressed.level, dtype=torch.long, device=self.log_gains.device)
+        quantised = self.token_coder.decompress(compressed.strings)  # (B, N_w, C)
+        return self._decode_codes(quantised / self.gains(levels), compressed.num_frames)

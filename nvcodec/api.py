@@ -1,0 +1,430 @@
+"""The Python API: ``encode``, ``decode``, ``info``, ``encode_file``, ``decode_file``.
+
+The CLI is a thin layer over these. Every failure caused by the input raises an ``NvcodecError``.
+"""
+
+from __future__ import annotations
+
+import os
+import time
+from collections.abc import Callable, Iterator
+from dataclasses import dataclass
+from fractions import Fraction
+from pathlib import Path
+from typing import BinaryIO
+
+import numpy as np
+
+from nvcodec import container, io, metrics
+from nvcodec.errors import BitstreamError, InputError
+
+__all__ = [
+    "encode",
+    "decode",
+    "info",
+    "encode_file",
+    "decode_file",
+    "iter_decode",
+    "StreamInfo",
+    "EncodeReport",
+    "DecodeReport",
+    "parse_frame_range",
+]
+
+VideoSource = str | os.PathLike | np.ndarray
+ProgressFn = Callable[[int], None]
+
+
+@dataclass(frozen=True)
+class ChunkInfo:
+    index: int
+    frame_start: int
+    frame_stop: int
+    bytes: int
+
+
+@dataclass(frozen=True)
+class StreamInfo:
+    """What ``nvcodec info`` shows: header fields, sizes and rate of a ``.nvc`` stream."""
+
+    codec: str
+    model: str
+    weights: str
+    width: int
+    height: int
+    frame_count: int
+    fps: Fraction
+    pixel_format: str
+    made_on: str
+    params: dict
+    total_bytes: int
+    header_bytes: int
+    chunks: tuple[ChunkInfo, ...]
+
+    @property
+    def bpp(self) -> float:
+        return metrics.bpp(self.total_bytes, self.frame_count, self.height, self.width)
+
+    def to_json_dict(self) -> dict:
+        return {
+            "codec": self.codec,
+            "model": self.model,
+            "weights": self.weights,
+            "width": self.width,
+            "height": self.height,
+            "frame_count": self.frame_count,
+            "fps": str(self.fps),
+            "pixel_format": self.pixel_format,
+            "made_on": self.made_on,
+            "params": self.params,
+            "total_bytes": self.total_bytes,
+            "header_bytes": self.header_bytes,
+            "bpp": self.bpp,
+            "chunks": [vars(c) for c in self.chunks],
+        }
+
+
+@dataclass(frozen=True)
+class EncodeReport:
+    """The one-line summary of an encode; PSNR compares the encoder's reconstruction with the input."""
+
+    bytes: int
+    bpp: float
+    frames: int
+    width: int
+    height: int
+    psnr_rgb: float
+    seconds: float
+
+    @property
+    def fps(self) -> float:
+        return self.frames / self.seconds if self.seconds > 0 else float("inf")
+
+    def summary(self) -> str:
+        return (
+            f"encoded {self.frames} frame(s) {self.width}x{self.height}: {self.bytes} bytes, "
+            f"{self.bpp:.4f} bpp, PSNR {self.psnr_rgb:.2f} dB, {self.fps:.2f} fps"
+        )
+
+
+@dataclass(frozen=True)
+class DecodeReport:
+    bytes: int
+    bpp: float
+    frames: int
+    width: int
+    height: int
+    seconds: float
+
+    @property
+    def fps(self) -> float:
+        return self.frames / self.seconds if self.seconds > 0 else float("inf")
+
+    def summary(self) -> str:
+        return (
+            f"decoded {self.frames} frame(s) {self.width}x{self.height} from {self.bytes} bytes "
+            f"({self.bpp:.4f} bpp), {self.fps:.2f} fps"
+        )
+
+
+def parse_frame_range(text: str | None, frame_count: int | None = None) -> slice | None:
+    """``"A:B"``, ``"A:"``, ``":B"`` or ``"A"`` -> slice; bounds are checked when ``frame_count`` is known."""
+    if text is None:
+        return None
+    parts = text.split(":")
+    try:
+        if len(parts) == 1:
+            start = int(parts[0])
+            stop = start + 1
+        elif len(parts) == 2:
+            start = int(parts[0]) if parts[0] else 0
+            stop = int(parts[1]) if parts[1] else None
+        else:
+            raise ValueError
+    except ValueError:
+        raise InputError(f"bad frame range {text!r}; expected A:B") from None
+    if start < 0 or (stop is not None and stop <= start):
+        raise InputError(f"bad frame range {text!r}; need 0 <= A < B")
+    if frame_count is not None and start >= frame_count:
+        raise InputError(f"frame range {text!r} starts past the last frame ({frame_count} frames)")
+    return slice(start, stop)
+
+
+def _resolve_range(frames: slice | None, frame_count: int) -> tuple[int, int]:
+    if frames is None:
+        return 0, frame_count
+    if frames.step not in (None, 1):
+        raise InputError("frame ranges must be contiguous (step 1)")
+    start = 0 if frames.start is None else frames.start
+    stop = frame_count if frames.stop is None else min(frames.stop, frame_count)
+    if start < 0 or start >= frame_count or stop <= start:
+        raise InputError(f"frame range {start}:{frames.stop} outside the stream's 0:{frame_count}")
+    return start, stop
+
+
+def _check_device(device: str) -> str:
+    if device not in ("cpu", "cuda"):
+        raise InputError(f"unknown device {device!r}; use cpu or cuda")
+    if device == "cuda":
+        import torch
+
+        if not torch.cuda.is_available():
+            raise InputError("--device cuda requested but CUDA is not available")
+    return device
+
+
+def _load_source(video: VideoSource, frames: slice | None) -> io.Video:
+    if isinstance(video, np.ndarray):
+        array = video[None] if video.ndim == 3 else video
+        if array.ndim != 4 or array.shape[-1] != 3 or array.dtype != np.uint8:
+            raise InputError(f"array input must be uint8 (T, H, W, 3) or (H, W, 3), got {array.dtype} {video.shape}")
+        if array.shape[0] == 0 or array.shape[1] < 1 or array.shape[2] < 1:
+            raise InputError(f"array input has no pixels: shape {video.shape}")
+        if max(array.shape[1:3]) > container.MAX_SIDE:
+            raise InputError(f"frame size {array.shape[2]}x{array.shape[1]} above {container.MAX_SIDE} per side")
+        if frames is not None:
+            array = array[frames]
+            if array.shape[0] == 0:
+                raise InputError(f"frame range {frames.start}:{frames.stop} selects no frames")
+        return io.Video(np.ascontiguousarray(array), io.DEFAULT_FPS)
+    start = 0 if frames is None or frames.start is None else frames.start
+    stop = None if frames is None else frames.stop
+    return io.read_video(video, start, stop)
+
+
+def _encode_video(
+    source: io.Video, codec: str, quality: int | None, model: str | None, refine_steps: int, device: str,
+    progress: ProgressFn | None,
+) -> tuple[bytes, np.ndarray | None]:
+    from nvcodec import registry
+
+    device = _check_device(device)
+    model_name = model or registry.default_model(codec)
+    spec = registry.get_spec(model_name)
+    if spec.codec != codec:
+        raise InputError(f"model {model_name!r} belongs to codec {spec.codec!r}, not {codec!r}")
+    if refine_steps < 0 or refine_steps > 100_000:
+        raise InputError(f"--refine-steps {refine_steps} outside 0..100000")
+    adapter = registry.load_codec(model_name, device, allow_untrained=not spec.weights_file)
+    levels = adapter.quality_levels
+    if quality is None:
+        quality = levels // 2
+    if not 0 <= quality < levels:
+        raise InputError(f"quality {quality} outside 0..{levels - 1} for model {model_name!r}")
+    encoded = adapter.encode(source.frames, quality, refine_steps=refine_steps, progress=progress)
+    stream = container.pack_stream(
+        codec=codec,
+        model=model_name,
+        weights=registry.weights_fingerprint(model_name),
+        width=source.width,
+        height=source.height,
+        fps=source.fps,
+        params=dict(encoded.params),
+        chunks=list(encoded.chunks),
+        made_on=device,
+    )
+    return stream, encoded.reconstruction
+
+
+def encode(
+    video: VideoSource,
+    codec: str = "intra",
+    quality: int | None = None,
+    *,
+    model: str | None = None,
+    refine_steps: int = 0,
+    frames: slice | None = None,
+    device: str = "cpu",
+    progress: ProgressFn | None = None,
+) -> bytes:
+    """Encode a video (path, or uint8 array (T, H, W, 3)) into a complete ``.nvc`` stream.
+
+    ``quality`` picks a shipped rate point, 0 .. levels-1 (higher = better; default: the middle one).
+    """
+    stream, _ = _encode_video(_load_source(video, frames), codec, quality, model, refine_steps, device, progress)
+    return stream
+
+
+def info(data: bytes | str | os.PathLike) -> StreamInfo:
+    """Header, sizes and rate of a stream given as bytes or a file path."""
+    with _open_reader(data) as reader:
+        header = reader.header
+        chunks = tuple(ChunkInfo(i, c.frame_start, c.frame_stop, c.length) for i, c in enumerate(header.chunks))
+        return StreamInfo(
+            codec=header.codec,
+            model=header.model,
+            weights=header.weights,
+            width=header.width,
+            height=header.height,
+            frame_count=header.frame_count,
+            fps=header.fps,
+            pixel_format=header.pixel_format,
+            made_on=header.made_on,
+            params=header.params,
+            total_bytes=reader.size,
+            header_bytes=reader.size - header.chunk_area_bytes,
+            chunks=chunks,
+        )
+
+
+class _open_reader:
+    """Context manager: a ``StreamReader`` over bytes or over an open file (closed on exit)."""
+
+    def __init__(self, data: bytes | str | os.PathLike) -> None:
+        self._handle: BinaryIO | None = None
+        if isinstance(data, (bytes, bytearray, memoryview)):
+            self.reader = container.StreamReader(data)
+            return
+        path = Path(data)
+        if not path.is_file():
+            raise InputError(f"stream not found: {path}" if not path.exists() else f"not a file: {path}")
+        self._handle = open(path, "rb")
+        try:
+            self.reader = container.StreamReader(self._handle)
+        except BaseException:
+            self._handle.close()
+            raise
+
+    def __enter__(self) -> container.StreamReader:
+        return self.reader
+
+    def __exit__(self, *exc) -> None:
+        if self._handle is not None:
+            self._handle.close()
+
+
+def iter_decode(
+    reader: container.StreamReader, frames: slice | None = None, device: str = "cpu",
+    progress: ProgressFn | None = None,
+) -> Iterator[np.ndarray]:
+    """Yield decoded frames chunk by chunk ((n, H, W, 3) uint8), reading only the covering chunks."""
+    from nvcodec import registry
+
+    header = reader.header
+    device = _check_device(device)
+    if header.made_on != device:
+        # Entropy parameters computed on another device kind may differ in the last bits, which
+        # would desynchronise the rANS decoder and produce garbage: refuse instead.
+        raise BitstreamError(
+            f"stream was encoded on {header.made_on}; decode it with --device {header.made_on} "
+            f"(cross-device decoding is not bit-exact)"
+        )
+    spec = registry.get_spec(header.model)
+    if spec.codec != header.codec:
+        raise BitstreamError(f"stream says codec {header.codec!r} but model {header.model!r} is {spec.codec!r}")
+    registry.check_fingerprint(header.model, header.weights)
+    adapter = registry.load_codec(header.model, device, allow_untrained=not spec.weights_file)
+    start, stop = _resolve_range(frames, header.frame_count)
+    for index in header.chunks_for(start, stop):
+        chunk = reader.read_chunk(index)
+        decoded = adapter.decode_chunk(header.params, chunk, header.height, header.width)
+        expected = (chunk.num_frames, header.height, header.width, 3)
+        if decoded.shape != expected or decoded.dtype != np.uint8:
+            raise BitstreamError(f"chunk {index} decoded to {decoded.shape}, expected {expected}")
+        lo = max(start - chunk.frame_start, 0)
+        hi = min(stop, chunk.frame_stop) - chunk.frame_start
+        if progress is not None:
+            progress(hi - lo)
+        yield decoded[lo:hi]
+
+
+def decode(data: bytes | str | os.PathLike, frames: slice | None = None, device: str = "cpu") -> np.ndarray:
+    """Decode a stream (bytes or path) into uint8 frames (T, H, W, 3); ``frames`` selects a range."""
+    with _open_reader(data) as reader:
+        return np.concatenate(list(iter_decode(reader, frames, device)), axis=0)
+
+
+def _same_file(a: Path, b: Path) -> bool:
+    try:
+        return a.exists() and b.exists() and os.path.samefile(a, b)
+    except OSError:
+        return False
+
+
+def _check_output(src: Path, dst: Path) -> None:
+    if src.resolve() == dst.resolve() or _same_file(src, dst):
+        raise InputError(f"output {dst} is the input; choose another name")
+
+
+def encode_file(
+    src: str | os.PathLike,
+    dst: str | os.PathLike,
+    codec: str = "intra",
+    quality: int | None = None,
+    *,
+    model: str | None = None,
+    refine_steps: int = 0,
+    frames: slice | None = None,
+    device: str = "cpu",
+    force: bool = False,
+    progress: ProgressFn | None = None,
+    on_loaded: Callable[[int], None] | None = None,
+) -> EncodeReport:
+    """Encode ``src`` into the ``.nvc`` file ``dst`` (written atomically; never over ``src``)."""
+    src, dst = Path(src), Path(dst)
+    _check_output(src, dst)
+    if dst.exists() and not force:
+        raise InputError(f"output {dst} exists; pass --force to overwrite")
+    source = _load_source(src, frames)
+    if on_loaded is not None:
+        on_loaded(source.num_frames)
+    started = time.perf_counter()
+    stream, reconstruction = _encode_video(source, codec, quality, model, refine_steps, device, progress)
+    seconds = time.perf_counter() - started
+    with io.atomic_output(dst, force=force) as tmp:
+        tmp.write_bytes(stream)
+    psnr = metrics.psnr_rgb(source.frames, reconstruction) if reconstruction is not None else float("nan")
+    return EncodeReport(
+        bytes=len(stream),
+        bpp=metrics.bpp(len(stream), source.num_frames, source.height, source.width),
+        frames=source.num_frames,
+        width=source.width,
+        height=source.height,
+        psnr_rgb=psnr,
+        seconds=seconds,
+    )
+
+
+def decode_file(
+    src: str | os.PathLike,
+    dst: str | os.PathLike,
+    frames: slice | None = None,
+    *,
+    device: str = "cpu",
+    force: bool = False,
+    progress: ProgressFn | None = None,
+    on_loaded: Callable[[int], None] | None = None,
+) -> DecodeReport:
+    """Decode ``src`` into ``dst`` (.mkv lossless FFV1, .mp4 H.264, .png, or a folder of PNGs).
+
+    Frames are written chunk by chunk, so memory does not grow with the frame count. The output is
+    written to a temporary name and renamed: an error or an interrupt leaves no partial file.
+    """
+    src, dst = Path(src), Path(dst)
+    _check_output(src, dst)
+    kind = io.output_kind(dst)
+    if dst.exists() and not force:
+        raise InputError(f"output {dst} exists; pass --force to overwrite")
+    with _open_reader(src) as reader:
+        header = reader.header
+        start, stop = _resolve_range(frames, header.frame_count)
+        if kind == "png" and stop - start != 1:
+            raise InputError(f"a .png output holds one frame; {stop - start} selected (use --frames A:A+1 or a folder)")
+        if on_loaded is not None:
+            on_loaded(stop - start)
+        started = time.perf_counter()
+        count = 0
+        with io.atomic_output(dst, force=force) as tmp:
+            with io.VideoWriter(tmp, kind, header.width, header.height, header.fps) as writer:
+                for block in iter_decode(reader, slice(start, stop), device, progress):
+                    writer.write(block)
+                    count += len(block)
+        seconds = time.perf_counter() - started
+        return DecodeReport(
+            bytes=reader.size,
+            bpp=metrics.bpp(reader.size, header.frame_count, header.height, header.width),
+            frames=count,
+            width=header.width,
+            height=header.height,
+            seconds=seconds,
+        )

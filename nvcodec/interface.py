@@ -1,0 +1,83 @@
+"""The contract between the container/API layer and a codec (``intra``, ``hypernerv``).
+
+A codec turns uint8 RGB frames into header parameters plus chunks (each chunk covers a contiguous
+frame range and decodes on its own), and turns one chunk back into frames. It never touches files.
+"""
+
+from __future__ import annotations
+
+from abc import ABC, abstractmethod
+from collections.abc import Callable, Mapping, Sequence
+from dataclasses import dataclass, field
+from typing import Any, ClassVar
+
+import numpy as np
+
+__all__ = ["ChunkData", "EncodedVideo", "VideoCodec", "ProgressFn", "JSONValue"]
+
+JSONValue = Any  # int | float | str | bool | None | list | dict, JSON-serialisable
+ProgressFn = Callable[[int], None]  # called with the number of frames just finished
+
+
+@dataclass(frozen=True)
+class ChunkData:
+    """One independently decodable unit: frames ``[frame_start, frame_stop)`` of the video."""
+
+    frame_start: int
+    frame_stop: int
+    payload: bytes
+
+    @property
+    def num_frames(self) -> int:
+        return self.frame_stop - self.frame_start
+
+
+@dataclass(frozen=True)
+class EncodedVideo:
+    """What a codec's ``encode`` returns.
+
+    ``params``: codec-specific header fields (JSON-serialisable, e.g. quality, tile and clip geometry),
+    handed back verbatim to ``decode_chunk``. ``reconstruction``: the encoder-side decoded frames
+    (T, H, W, 3) uint8, exactly what a decoder must reproduce.
+    """
+
+    params: Mapping[str, JSONValue]
+    chunks: Sequence[ChunkData]
+    reconstruction: np.ndarray | None = None
+    stats: Mapping[str, float] = field(default_factory=dict)  # e.g. likelihood-estimated bits, named so
+
+
+class VideoCodec(ABC):
+    """Base class of the per-codec adapters; built by ``nvcodec.registry.load_codec``."""
+
+    codec_name: ClassVar[str]  # "intra" | "hypernerv": must match nvcodec.container.CODEC_IDS
+
+    def __init__(self, model: Any, model_name: str, device: str = "cpu") -> None:
+        self.model = model
+        self.model_name = model_name
+        self.device = device
+
+    @property
+    @abstractmethod
+    def quality_levels(self) -> int:
+        """Number of shipped rate points; valid ``quality`` values are ``0 .. quality_levels - 1``."""
+
+    @abstractmethod
+    def encode(
+        self,
+        frames: np.ndarray,
+        quality: int,
+        *,
+        refine_steps: int = 0,
+        progress: ProgressFn | None = None,
+    ) -> EncodedVideo:
+        """``frames``: (T, H, W, 3) uint8 RGB, any H and W >= 1."""
+
+    @abstractmethod
+    def decode_chunk(
+        self, params: Mapping[str, JSONValue], chunk: ChunkData, height: int, width: int
+    ) -> np.ndarray:
+        """Decode one chunk into (chunk.num_frames, height, width, 3) uint8.
+
+        Raises ``BitstreamError`` if the payload is inconsistent with ``params`` or the frame size.
+        """

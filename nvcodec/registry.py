@@ -1,0 +1,279 @@
+"""Model registry: stable names -> frozen configs, ``create_model`` / ``list_models``, shipped weights.
+
+Weights are safetensors files in ``nvcodec/weights/`` whose metadata holds the format version, the
+model name and the config (JSON); ``MANIFEST.json`` beside them lists each file's sha256. A stream
+records the first 16 hex digits of that sha256 (the *fingerprint*) so that a decoder refuses a
+stream made with other weights. Nothing here downloads anything.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import hashlib
+import importlib
+import json
+from dataclasses import dataclass
+from functools import lru_cache
+from pathlib import Path
+from typing import Any
+
+from nvcodec.errors import BitstreamError, UnknownModelError
+
+__all__ = [
+    "ModelSpec",
+    "MODELS",
+    "WEIGHTS_DIR",
+    "WEIGHTS_FORMAT_VERSION",
+    "get_spec",
+    "list_models",
+    "create_config",
+    "create_model",
+    "save_weights",
+    "load_weights",
+    "load_codec",
+    "weights_fingerprint",
+    "default_model",
+]
+
+WEIGHTS_DIR = Path(__file__).parent / "weights"
+WEIGHTS_FORMAT_VERSION = 1
+FINGERPRINT_HEX = 16
+
+
+@dataclass(frozen=True)
+class ModelSpec:
+    """One registered model. Dotted paths keep ``nvcodec models`` free of torch imports."""
+
+    name: str  # stable kebab-case, e.g. "intra-tiny"
+    codec: str  # "intra" | "hypernerv"
+    config_cls: str  # "module:Class" of the frozen config dataclass
+    model_cls: str  # "module:Class" of the nn.Module, built as Class(config)
+    adapter_cls: str  # "module:Class" of the VideoCodec adapter
+    config_overrides: tuple[tuple[str, Any], ...] = ()  # how this name differs from the defaults
+    weights_file: str | None = None  # file name in WEIGHTS_DIR
+    quality_levels: int = 0
+    description: str = ""
+
+    @property
+    def weights_path(self) -> Path | None:
+        return WEIGHTS_DIR / self.weights_file if self.weights_file else None
+
+    @property
+    def has_weights(self) -> bool:
+        path = self.weights_path
+        return path is not None and path.is_file()
+
+
+_INTRA = dict(
+    codec="intra",
+    config_cls="nvcodec.codec.model:IntraConfig",
+    model_cls="nvcodec.codec.model:IntraCodec",
+    adapter_cls="nvcodec.codec.video:IntraVideoCodec",
+)
+_HYPERNERV = dict(
+    codec="hypernerv",
+    config_cls="nvcodec.hypernerv.model:HyperNervConfig",
+    model_cls="nvcodec.hypernerv.model:HyperNerv",
+    adapter_cls="nvcodec.hypernerv.video:HyperNervVideoCodec",
+)
+
+# The registry table. Names are frozen once weights ship: renaming breaks existing streams.
+MODELS: dict[str, ModelSpec] = {
+    spec.name: spec
+    for spec in (
+        ModelSpec(
+            name="intra-small",
+            weights_file="intra-small.safetensors",
+            quality_levels=6,
+            description="Hadamard window attention + frequency-disentangled slices, variable rate",
+            **_INTRA,
+        ),
+        ModelSpec(
+            name="intra-tiny",
+            config_overrides=(("channels", 16), ("latent_channels", 32), ("slice_sizes", (4, 4, 8, 16)), ("hyper_channels", 16)),
+            quality_levels=6,
+            description="tiny untrained config for tests",
+            **_INTRA,
+        ),
+        ModelSpec(
+            name="hypernerv-small",
+            weights_file="hypernerv-small.safetensors",
+            quality_levels=4,
+            description="transformer hypernetwork -> fused NeRV weights, variable rate",
+            **_HYPERNERV,
+        ),
+        ModelSpec(
+            name="hypernerv-tiny",
+            config_overrides=(("tiny", True),),
+            quality_levels=4,
+            description="tiny untrained config for tests",
+            **_HYPERNERV,
+        ),
+    )
+}
+
+DEFAULT_MODELS = {"intra": "intra-small", "hypernerv": "hypernerv-small"}
+
+
+def _import(path: str) -> Any:
+    module, _, attr = path.partition(":")
+    return getattr(importlib.import_module(module), attr)
+
+
+def get_spec(name: str) -> ModelSpec:
+    try:
+        return MODELS[name]
+    except KeyError:
+        raise UnknownModelError(f"unknown model {name!r}; registered: {', '.join(MODELS)}") from None
+
+
+def default_model(codec: str) -> str:
+    try:
+        return DEFAULT_MODELS[codec]
+    except KeyError:
+        raise UnknownModelError(f"unknown codec {codec!r}; choose one of {', '.join(DEFAULT_MODELS)}") from None
+
+
+def list_models(codec: str | None = None) -> list[ModelSpec]:
+    return [spec for spec in MODELS.values() if codec is None or spec.codec == codec]
+
+
+def create_config(name: str, **overrides: Any) -> Any:
+    """The frozen config of model ``name``, with ``overrides`` applied on top."""
+    spec = get_spec(name)
+    config_cls = _import(spec.config_cls)
+    return config_cls(**{**dict(spec.config_overrides), **overrides})
+
+
+def create_model(name: str, **overrides: Any) -> Any:
+    """A freshly initialised (untrained) model ``name``: the one front door for building models."""
+    spec = get_spec(name)
+    return _import(spec.model_cls)(create_config(name, **overrides))
+
+
+def _config_to_json(config: Any) -> str:
+    return json.dumps(dataclasses.asdict(config), sort_keys=True)
+
+
+def _config_from_json(config_cls: type, text: str) -> Any:
+    raw = json.loads(text)
+    fields = {f.name: f for f in dataclasses.fields(config_cls)}
+    values = {k: tuple(v) if isinstance(v, list) else v for k, v in raw.items() if k in fields}
+    return config_cls(**values)
+
+
+def save_weights(model: Any, name: str, path: str | Path) -> str:
+    """Write ``model``'s state dict as safetensors with metadata; return the file's sha256."""
+    from safetensors.torch import save_file
+
+    spec = get_spec(name)
+    config = model.config
+    if type(config).__name__ != spec.config_cls.rpartition(":")[2]:
+        raise UnknownModelError(f"model config {type(config).__name__} does not belong to {name!r}")
+    state = {k: v.detach().cpu().contiguous() for k, v in model.state_dict().items()}
+    metadata = {
+        "format_version": str(WEIGHTS_FORMAT_VERSION),
+        "model": name,
+        "codec": spec.codec,
+        "config": _config_to_json(config),
+    }
+    path = Path(path)
+    tmp = path.with_name(path.name + ".tmp")
+    save_file(state, str(tmp), metadata=metadata)
+    tmp.replace(path)
+    return sha256_file(path)
+
+
+def sha256_file(path: str | Path) -> str:
+    digest = hashlib.sha256()
+    with open(path, "rb") as handle:
+        for block in iter(lambda: handle.read(1 << 20), b""):
+            digest.update(block)
+    return digest.hexdigest()
+
+
+def read_manifest() -> dict[str, str]:
+    path = WEIGHTS_DIR / "MANIFEST.json"
+    if not path.is_file():
+        return {}
+    return json.loads(path.read_text())
+
+
+def weights_fingerprint(name: str) -> str:
+    """First 16 hex digits of the sha256 of model ``name``'s shipped weights ("" if untrained)."""
+    spec = get_spec(name)
+    if not spec.has_weights:
+        return ""
+    return _checked_sha256(spec.weights_path)[:FINGERPRINT_HEX]
+
+
+@lru_cache(maxsize=None)
+def _checked_sha256(path: Path) -> str:
+    digest = sha256_file(path)
+    listed = read_manifest().get(path.name)
+    if listed is None:
+        raise UnknownModelError(f"weights file {path.name} is not listed in {WEIGHTS_DIR / 'MANIFEST.json'}")
+    if listed != digest:
+        raise UnknownModelError(f"weights file {path} has sha256 {digest[:16]}…, manifest lists {listed[:16]}…")
+    return digest
+
+
+def load_weights(path: str | Path, name: str | None = None, device: str = "cpu") -> tuple[Any, str]:
+    """Build the model described by a weights file's metadata and load its tensors.
+
+    Returns ``(model, model_name)``. ``name``, if given, must match the file's metadata.
+    """
+    from safetensors import safe_open
+    from safetensors.torch import load_file
+
+    path = Path(path)
+    if not path.is_file():
+        raise UnknownModelError(f"weights file not found: {path}")
+    try:
+        with safe_open(str(path), framework="pt") as handle:
+            metadata = handle.metadata() or {}
+    except Exception as exc:  # safetensors raises its own error types
+        raise UnknownModelError(f"{path} is not a safetensors weights file: {exc}") from None
+    if metadata.get("format_version") != str(WEIGHTS_FORMAT_VERSION):
+        raise UnknownModelError(f"{path}: weights format {metadata.get('format_version')!r} unsupported")
+    file_name = metadata.get("model", "")
+    if name is not None and file_name != name:
+        raise UnknownModelError(f"{path} holds model {file_name!r}, expected {name!r}")
+    spec = get_spec(file_name)
+    config = _config_from_json(_import(spec.config_cls), metadata["config"])
+    model = _import(spec.model_cls)(config)
+    model.load_state_dict(load_file(str(path)), strict=True)
+    model.eval().to(device)
+    return model, file_name
+
+
+@lru_cache(maxsize=8)
+def load_codec(name: str, device: str = "cpu", allow_untrained: bool = False) -> Any:
+    """The ``VideoCodec`` adapter for model ``name`` with its shipped weights loaded and ready to code.
+
+    ``allow_untrained`` builds a randomly initialised model when no weights ship (tests only; its
+    fingerprint is the empty string).
+    """
+    spec = get_spec(name)
+    if spec.has_weights:
+        weights_fingerprint(name)  # verifies the sha256 against the manifest before loading
+        model, _ = load_weights(spec.weights_path, name, device)
+    elif allow_untrained:
+        import torch
+
+        torch.manual_seed(0)
+        model = create_model(name).eval().to(device)
+    else:
+        raise UnknownModelError(f"model {name!r} has no shipped weights (expected {spec.weights_path})")
+    model.update_entropy_models()
+    return _import(spec.adapter_cls)(model, name, device)
+
+
+def check_fingerprint(name: str, fingerprint: str) -> None:
+    """Refuse a stream whose weights fingerprint is not the installed model's."""
+    installed = weights_fingerprint(name)
+    if fingerprint != installed:
+        raise BitstreamError(
+            f"stream was made with weights {fingerprint or '(untrained)'} of {name!r}, "
+            f"installed weights are {installed or '(untrained)'}"
+        )

@@ -1,0 +1,86 @@
+"""The command line: bad input exits 2 with one line and no output file; --help is fast; models --json."""
+
+from __future__ import annotations
+
+import json
+import os
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import pytest
+
+from conftest import REPO
+
+NVCODEC = [sys.executable, "-m", "nvcodec.cli"]
+
+
+def run_cli(*args: str, cwd: Path) -> subprocess.CompletedProcess:
+    return subprocess.run([*NVCODEC, *args], cwd=cwd, capture_output=True, text=True, timeout=300)
+
+
+def assert_bad_input(result: subprocess.CompletedProcess) -> None:
+    assert result.returncode == 2, result.stderr
+    lines = result.stderr.strip().splitlines()
+    assert len(lines) == 1 and lines[0].startswith("nvcodec: error:"), result.stderr
+    assert "Traceback" not in result.stderr
+
+
+@pytest.fixture
+def workdir(tmp_path: Path) -> Path:
+    (tmp_path / "random-bytes.nvc").write_bytes(os.urandom(4096))
+    (tmp_path / "notes.txt").write_text("not a video\n")
+    return tmp_path
+
+
+@pytest.mark.parametrize(
+    "args,output",
+    [
+        (("decode", "missing.nvc", "-o", "x.mkv"), "x.mkv"),
+        (("decode", "random-bytes.nvc", "-o", "x.mkv"), "x.mkv"),
+        (("info", "random-bytes.nvc"), None),
+        (("encode", "notes.txt", "-o", "y.nvc"), "y.nvc"),
+        (("encode", "missing.mp4", "-o", "y.nvc"), "y.nvc"),
+        (("encode", "notes.txt", "-o", "notes.txt", "--force"), None),
+        (("decode", "random-bytes.nvc", "-o", "x.avi"), "x.avi"),
+        (("encode", "notes.txt", "-o", "y.nvc", "--frames", "5:2"), "y.nvc"),
+    ],
+)
+def test_bad_input_exits_2_and_writes_nothing(workdir: Path, args, output) -> None:
+    before = sorted(p.name for p in workdir.iterdir())
+    assert_bad_input(run_cli(*args, cwd=workdir))
+    assert sorted(p.name for p in workdir.iterdir()) == before
+    if output:
+        assert not (workdir / output).exists()
+    assert (workdir / "notes.txt").read_text() == "not a video\n"
+
+
+def test_help_is_fast_and_does_not_import_torch(tmp_path: Path) -> None:
+    code = "import sys; from nvcodec.cli import main; rc = main(['--help']) if False else None; print('torch' in sys.modules)"
+    probe = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, cwd=tmp_path)
+    assert probe.stdout.strip() == "False"
+    exe = Path(sys.executable).with_name("nvcodec")
+    command = [str(exe), "--help"] if exe.exists() else [*NVCODEC, "--help"]
+    best = min(_timed(command, tmp_path) for _ in range(3))
+    assert best < 0.5, f"nvcodec --help took {best:.2f} s"
+
+
+def _timed(command: list[str], cwd: Path) -> float:
+    started = time.perf_counter()
+    result = subprocess.run(command, capture_output=True, text=True, cwd=cwd)
+    elapsed = time.perf_counter() - started
+    assert result.returncode == 0 and "encode" in result.stdout
+    return elapsed
+
+
+def test_models_json_lists_registered_models(tmp_path: Path) -> None:
+    result = run_cli("models", "--json", cwd=tmp_path)
+    assert result.returncode == 0, result.stderr
+    rows = json.loads(result.stdout)
+    names = {row["name"]: row for row in rows}
+    assert {"intra-small", "hypernerv-small"} <= set(names)
+    for row in rows:
+        assert row["codec"] in ("intra", "hypernerv")
+        assert row["quality_levels"] >= 3
+        assert isinstance(row["weights_present"], bool)
