@@ -11,7 +11,8 @@ import torch
 from compressai.entropy_models import EntropyBottleneck
 from torch import Tensor, nn
 
-from nvcodec.errors import BitstreamError, EntropyModelNotReadyError
+from nvcodec.entropy.rans import require_ready
+from nvcodec.errors import BitstreamError
 
 __all__ = ["TokenEntropyCoder"]
 
@@ -24,6 +25,9 @@ class TokenEntropyCoder(nn.Module):
         self.num_tokens = num_tokens
         self.channels = channels
         self.bottleneck = EntropyBottleneck(num_tokens * channels)
+        # The CDF tables are derived from the parameters by update(): keep them out of the state
+        # dict so weights files load into a fresh model (whose tables are empty) and are rebuilt.
+        self.bottleneck._non_persistent_buffers_set.update({"_quantized_cdf", "_offset", "_cdf_length"})
 
     def _flat(self, tokens: Tensor) -> Tensor:
         if tokens.dim() != 3 or tuple(tokens.shape[1:]) != (self.num_tokens, self.channels):
@@ -58,8 +62,7 @@ class TokenEntropyCoder(nn.Module):
         return self.bottleneck.loss()
 
     def _check_ready(self) -> None:
-        if not self.is_ready:
-            raise EntropyModelNotReadyError("token entropy model has no CDF tables: call update_entropy_models() first")
+        require_ready(self.bottleneck, "hypernerv weight tokens")
 
     def compress(self, tokens: Tensor) -> list[bytes]:
         """(B, N, C) -> B rANS strings."""

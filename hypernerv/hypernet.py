@@ -95,8 +95,9 @@ class TokenDecoder(nn.Module):
         self.token_bias = nn.Parameter(torch.zeros(1, self.num_tokens, config.token_hidden))
         self.heads = nn.ModuleDict({spec.name: nn.Linear(config.token_hidden, spec.in_features) for spec in self.specs})
         for head in self.heads.values():
-            # Start near modulation 1: the base decoder first, video specifics grow from there.
-            nn.init.normal_(head.weight, std=0.02)
+            # Modulations start at 1 + O(1) noise: video specifics flow from the first step
+            # (std 0.02 kept them near 1 and the hypernetwork was slow to take effect).
+            nn.init.normal_(head.weight, std=0.3)
             nn.init.zeros_(head.bias)
 
     def forward(self, codes: Tensor) -> dict[str, Tensor]:

@@ -83,9 +83,10 @@ class HyperNervConfig:
 class HyperNervOutput:
     """Training forward pass of B tile clips."""
 
-    reconstruction: Tensor  # (B, T, 3, tile, tile) in [0, 1]
+    reconstruction: Tensor  # (B, F, 3, tile, tile) in [0, 1], frames ``frame_index`` of the clip
     likelihoods: Tensor  # (B, N_w, C) of the gain-scaled, noisy codes
     codes: Tensor  # (B, N_w, C) continuous hypernetwork output
+    frame_index: Tensor  # (F,) which of the clip's T frames were decoded
 
 
 @dataclass(frozen=True)
@@ -158,22 +159,30 @@ class HyperNerv(nn.Module):
         return self.decoder(modulations, self.frame_times(num_frames, decoded_codes.device))
 
     # --------------------------------------------------------------- training
-    def forward(self, clip: Tensor, levels: Tensor) -> HyperNervOutput:
-        """``clip``: (B, T, 3, tile, tile) in [0, 1]; ``levels``: (B,) quality indices."""
+    def forward(self, clip: Tensor, levels: Tensor, frame_index: Tensor | None = None) -> HyperNervOutput:
+        """``clip``: (B, T, 3, tile, tile) in [0, 1]; ``levels``: (B,) quality indices.
+
+        ``frame_index`` (F,): decode only these frames (a cheaper, unbiased training estimate of
+        the distortion; the hypernetwork still reads all T). Default: all T frames.
+        """
         codes = self.hypernet(clip)  # (B, N_w, C)
         gains = self.gains(levels)  # (B, 1, C)
         scaled = codes * gains
         _, likelihoods = self.token_coder(scaled, training=self.training)
         quantised = self.token_coder.quantize_ste(scaled)  # rounded values, straight-through gradient
-        reconstruction = self._decode_codes(quantised / gains, clip.shape[1])
-        return HyperNervOutput(reconstruction, likelihoods, codes)
+        if frame_index is None:
+            frame_index = torch.arange(clip.shape[1], device=clip.device)
+        modulations = self.token_decoder(quantised / gains)
+        reconstruction = self.decoder(modulations, frame_index.float() / self.config.clip_len)  # (B, F, 3, t, t)
+        return HyperNervOutput(reconstruction, likelihoods, codes, frame_index)
 
     def rd_loss(self, output: HyperNervOutput, clip: Tensor, levels: Tensor) -> RDLoss:
-        """``bpp + lambda[level] * MSE`` per tile clip (rate over the clip's pixels), averaged."""
+        """``bpp + lambda[level] * MSE`` per tile clip (rate over all the clip's pixels), averaged."""
         batch, frames, _, height, width = clip.shape
         bits = -torch.log2(output.likelihoods.clamp_min(1e-9)).flatten(1).sum(1)  # (B,)
         bpp = bits / (frames * height * width)
-        mse = F.mse_loss(output.reconstruction, clip, reduction="none").flatten(1).mean(1)  # (B,)
+        target = clip[:, output.frame_index]  # (B, F, 3, tile, tile)
+        mse = F.mse_loss(output.reconstruction, target, reduction="none").flatten(1).mean(1)  # (B,)
         loss = (bpp + self.lambdas[levels] * mse).mean()
         return RDLoss(loss, bpp, mse)
 

@@ -317,7 +317,10 @@ def iter_decode(
     start, stop = _resolve_range(frames, header.frame_count)
     for index in header.chunks_for(start, stop):
         chunk = reader.read_chunk(index)
-        decoded = adapter.decode_chunk(header.params, chunk, header.height, header.width)
+        try:
+            decoded = adapter.decode_chunk(header.params, chunk, header.height, header.width)
+        except BitstreamError as exc:  # say where: the codec knows what, not which chunk
+            raise BitstreamError(f"chunk {index} (frames {chunk.frame_start}:{chunk.frame_stop}): {exc}") from None
         expected = (chunk.num_frames, header.height, header.width, 3)
         if decoded.shape != expected or decoded.dtype != np.uint8:
             raise BitstreamError(f"chunk {index} decoded to {decoded.shape}, expected {expected}")
@@ -342,8 +345,11 @@ def _same_file(a: Path, b: Path) -> bool:
 
 
 def _check_output(src: Path, dst: Path) -> None:
-    if src.resolve() == dst.resolve() or _same_file(src, dst):
+    source, target = src.resolve(), dst.resolve()
+    if source == target or _same_file(src, dst):
         raise InputError(f"output {dst} is the input; choose another name")
+    if target in source.parents:  # --force would replace the folder, and the input with it
+        raise InputError(f"output {dst} is a folder that holds the input {src}; choose another name")
 
 
 def encode_file(

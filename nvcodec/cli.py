@@ -211,6 +211,13 @@ def main(argv: Sequence[str] | None = None) -> int:
     argv = list(sys.argv[1:] if argv is None else argv)
     from nvcodec.errors import NvcodecError
 
+    if not os.environ.get("NVCODEC_DEBUG"):
+        import warnings
+
+        # compressai imports torch_geometric, whose torch.jit.script calls warn at import time:
+        # a second stderr line would break the "one line on stderr" contract of exit code 2.
+        warnings.filterwarnings("ignore", category=FutureWarning, module="torch")
+
     try:
         # `train` and `bench` hand their arguments to their own parsers (LightningCLI, bench's).
         if argv and argv[0] == "train":

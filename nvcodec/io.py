@@ -104,16 +104,25 @@ def _image_to_rgb(image) -> np.ndarray:  # PIL.Image.Image -> (H, W, 3) uint8
     return np.asarray(image.convert("RGB"), dtype=np.uint8).copy()
 
 
-def _read_image(path: Path) -> Video:
+@contextlib.contextmanager
+def _open_image(path: Path) -> Iterator:
+    """A Pillow image whose size was checked before any pixel is decoded; errors become ``InputError``."""
     from PIL import Image, UnidentifiedImageError
 
     try:
         with Image.open(path) as image:
             _check_dimensions(path, *image.size)
-            image.load()
-            rgb = _image_to_rgb(image)
+            yield image
+    except Image.DecompressionBombError as exc:  # Pillow refuses huge sizes itself, before we see them
+        raise InputError(f"{path}: image too large, above {MAX_DIMENSION} per side ({exc})") from None
     except (UnidentifiedImageError, OSError, SyntaxError, ValueError) as exc:
         raise InputError(f"cannot read image {path}: {exc}") from None
+
+
+def _read_image(path: Path) -> Video:
+    with _open_image(path) as image:
+        image.load()
+        rgb = _image_to_rgb(image)
     return Video(rgb[None], DEFAULT_FPS)
 
 
@@ -135,14 +144,8 @@ def probe(path: str | os.PathLike) -> VideoProbe:
     path = Path(path)
     _check_source(path)
     if _is_image(path):
-        from PIL import Image, UnidentifiedImageError
-
-        try:
-            with Image.open(path) as image:
-                width, height = image.size
-        except (UnidentifiedImageError, OSError) as exc:
-            raise InputError(f"cannot read image {path}: {exc}") from None
-        _check_dimensions(path, width, height)
+        with _open_image(path) as image:
+            width, height = image.size
         return VideoProbe(width, height, 1, DEFAULT_FPS, True)
     with contextlib.closing(_open_container(path)) as container:
         stream = container.streams.video[0]
@@ -156,11 +159,12 @@ def probe(path: str | os.PathLike) -> VideoProbe:
 
 
 def iter_frames(path: str | os.PathLike, start: int = 0, stop: int | None = None) -> Iterator[np.ndarray]:
-    """Yield frames ``start .. stop-1`` of a video as (H, W, 3) uint8, seeking when the container allows.
+    """Yield frames ``start .. stop-1`` of a video as (H, W, 3) uint8.
 
-    Frames are counted in presentation order from the first decoded frame. Seeking goes to the
-    nearest keyframe before ``start`` and decodes forward; if timestamps are unusable it falls back to
-    decoding from the beginning.
+    Frames are counted in presentation order from the first decoded frame, whatever their
+    timestamps say (variable frame rate included). With ``start > 0`` it seeks to the keyframe before
+    ``start`` and uses timestamps only to find where it landed; if they are irregular there (not on
+    the ``1 / fps`` grid, not consecutive, or past ``start``) it decodes from the beginning instead.
     """
     import av
 
@@ -168,35 +172,71 @@ def iter_frames(path: str | os.PathLike, start: int = 0, stop: int | None = None
     _check_source(path)
     if start < 0 or (stop is not None and stop < start):
         raise InputError(f"bad frame range {start}:{stop}")
-    with contextlib.closing(_open_container(path)) as container:
-        stream = container.streams.video[0]
-        _check_dimensions(path, stream.codec_context.width, stream.codec_context.height)
-        stream.thread_type = "AUTO"
-        fps = Fraction(stream.average_rate) if stream.average_rate else None
-        first_pts = stream.start_time if stream.start_time is not None else 0
-        index_of = None
-        if start > 0 and fps and stream.time_base:
-            frame_ticks = 1 / (fps * Fraction(stream.time_base))  # pts units per frame
-
-            def index_of(pts: int) -> int:
-                return int(round((pts - first_pts) / frame_ticks))
-
-            container.seek(int(first_pts + start * frame_ticks), stream=stream, backward=True, any_frame=False)
-        count = 0
-        try:
-            for frame in container.decode(stream):
-                if index_of is not None and frame.pts is not None:
-                    index = index_of(frame.pts)
-                else:
-                    index = count
-                count += 1
-                if index < start:
-                    continue
-                if stop is not None and index >= stop:
-                    break
+    if stop is not None and stop == start:
+        return
+    try:
+        frames = _seek_frames(path, start) if start > 0 else None
+        if frames is None:
+            frames = _counted_frames(path, start)
+        with contextlib.closing(frames):
+            for index, frame in enumerate(frames, start):
                 yield _frame_to_rgb(frame)
-        except av.error.FFmpegError as exc:
-            raise InputError(f"cannot decode {path}: {exc}") from None
+                if stop is not None and index + 1 >= stop:
+                    break
+    except av.error.FFmpegError as exc:
+        raise InputError(f"cannot decode {path}: {exc}") from None
+
+
+def _open_video_stream(path: Path):
+    container = _open_container(path)
+    stream = container.streams.video[0]
+    _check_dimensions(path, stream.codec_context.width, stream.codec_context.height)
+    stream.thread_type = "AUTO"
+    return container, stream
+
+
+def _counted_frames(path: Path, start: int) -> Iterator:
+    """Decoded ``av.VideoFrame``s from frame ``start`` on, decoding (and counting) from the first."""
+    container, stream = _open_video_stream(path)
+    with contextlib.closing(container):
+        for index, frame in enumerate(container.decode(stream)):
+            if index >= start:
+                yield frame
+
+
+def _seek_frames(path: Path, start: int) -> Iterator | None:
+    """Decoded frames from ``start`` on after a keyframe seek, or None if the timestamps can't place them."""
+    import av
+
+    container, stream = _open_video_stream(path)
+    fps = Fraction(stream.average_rate) if stream.average_rate else None
+    if not fps or not stream.time_base:
+        container.close()
+        return None
+    frame_ticks = 1 / (fps * Fraction(stream.time_base))  # pts units per frame
+    first_pts = stream.start_time if stream.start_time is not None else 0
+    try:
+        container.seek(int(first_pts + start * frame_ticks), stream=stream, backward=True, any_frame=False)
+        decoded = container.decode(stream)
+        previous = None
+        for frame in decoded:
+            position = None if frame.pts is None else (frame.pts - first_pts) / frame_ticks
+            index = None if position is None else round(position)
+            if index is None or abs(position - index) > 0.25 or index > start or (previous is not None and index != previous + 1):
+                break  # irregular (variable frame rate, gaps): the caller counts from the first frame
+            previous = index
+            if index == start:
+                return _chain_and_close(container, frame, decoded)
+    except av.error.FFmpegError:
+        pass
+    container.close()
+    return None
+
+
+def _chain_and_close(container, first, rest: Iterator) -> Iterator:
+    with contextlib.closing(container):
+        yield first
+        yield from rest
 
 
 def _frame_to_rgb(frame) -> np.ndarray:
@@ -225,7 +265,8 @@ def read_video(path: str | os.PathLike, start: int = 0, stop: int | None = None)
         if len(frames) > MAX_FRAMES:
             raise InputError(f"{path} has more than {MAX_FRAMES} frames")
     if not frames:
-        raise InputError(f"{path}: no frames in range {start}:{'' if stop is None else stop}")
+        where = "holds no video frames" if start == 0 and stop is None else f"has no frames in range {start}:{'' if stop is None else stop}"
+        raise InputError(f"{path} {where}")
     return Video(np.stack(frames), info.fps)
 
 
@@ -247,7 +288,7 @@ def atomic_output(path: str | os.PathLike, force: bool = False) -> Iterator[Path
     """
     import shutil
 
-    path = Path(path)
+    path = Path(os.path.abspath(path))  # "." or "dir/..": a real name to put the temporary beside
     if path.exists() and not force:
         raise InputError(f"output {path} exists; pass --force to overwrite")
     if not path.parent.exists():
@@ -257,6 +298,8 @@ def atomic_output(path: str | os.PathLike, force: bool = False) -> Iterator[Path
         yield tmp
         if path.is_dir() and not path.is_symlink():
             shutil.rmtree(path)
+        elif tmp.is_dir() and (path.is_symlink() or path.exists()):
+            path.unlink()  # a folder of PNGs replaces a file (or a link): rename can't do that
         os.replace(tmp, path)
     except BaseException:
         if tmp.is_dir():

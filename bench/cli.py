@@ -1,0 +1,185 @@
+"""``nvcodec bench rd|speed|scaling``: argument parsing for the benchmarks (``nvcodec.cli`` forwards here).
+
+Errors caused by the input raise ``NvcodecError`` subclasses; ``nvcodec.cli.main`` maps them to exit 2.
+"""
+
+from __future__ import annotations
+
+import argparse
+import sys
+from collections.abc import Sequence
+from pathlib import Path
+
+from nvcodec.errors import InputError
+
+__all__ = ["main"]
+
+EXIT_OK = 0
+
+
+def _csv(text: str) -> list[str]:
+    return [item.strip() for item in text.split(",") if item.strip()]
+
+
+def _ints(text: str) -> tuple[int, ...]:
+    try:
+        return tuple(int(v) for v in _csv(text))
+    except ValueError:
+        raise InputError(f"expected comma-separated integers, got {text!r}") from None
+
+
+def _log(quiet: bool):
+    def log(line: str) -> None:
+        if not quiet:
+            print(line, file=sys.stderr, flush=True)
+
+    return log
+
+
+def _check_out(out: Path, names: Sequence[str], force: bool) -> None:
+    existing = [name for name in names if (out / name).exists()]
+    if existing and not force:
+        raise InputError(f"{out} already holds {', '.join(existing)}; pass --force to overwrite")
+    if out.exists() and not out.is_dir():
+        raise InputError(f"--out {out} exists and is not a folder")
+
+
+def _build_parser() -> argparse.ArgumentParser:
+    from nvcodec.bench import classical
+    from nvcodec.bench.rd import ALL_CODECS
+
+    parser = argparse.ArgumentParser(prog="nvcodec bench", description="RD, speed and scaling benchmarks.")
+    sub = parser.add_subparsers(dest="command", metavar="COMMAND", required=True)
+
+    rd = sub.add_parser(
+        "rd", help="rate-distortion benchmark against x264/x265/SVT-AV1/JPEG/WebP",
+        description="For every input and codec point: bpp from real bytes, PSNR-RGB, PSNR-Y, MS-SSIM, "
+        "encode/decode fps; BD-rate vs x265 medium (videos) or JPEG (images). "
+        "Writes results.json, results.csv and rd.png into --out.",
+    )
+    rd.add_argument("inputs", nargs="+", metavar="INPUT", help="videos PyAV reads, or PNG/JPEG images")
+    rd.add_argument("--codecs", default=",".join(ALL_CODECS), help=f"comma-separated subset of {','.join(ALL_CODECS)} (default: all)")
+    rd.add_argument("--frames", type=int, default=None, metavar="N", help="first N frames of each video (default: all)")
+    rd.add_argument("--crop", default=None, metavar="WxH", help="centre crop before coding")
+    rd.add_argument("--models", default="", help="nvcodec model names to use instead of the shipped defaults, e.g. intra-tiny,hypernerv-tiny")
+    for name, spec in classical.CODECS.items():
+        rd.add_argument(
+            f"--{name}-params", default=None, metavar="LIST",
+            help=f"{name} {spec.param_name}s (default: {','.join(map(str, spec.default_params))})",
+        )
+    rd.add_argument("--crfs", default=None, metavar="LIST", help="shorthand: CRFs for both x264 and x265")
+    rd.add_argument("--anchor-video", default="x265", help="BD-rate anchor for video inputs (default: x265)")
+    rd.add_argument("--anchor-image", default="jpeg", help="BD-rate anchor for image inputs (default: jpeg)")
+    rd.add_argument("--device", choices=("cpu", "cuda"), default="cpu", help="device of the nvcodec codecs")
+    rd.add_argument("--out", default="bench-out/rd", help="output folder (default: bench-out/rd)")
+    rd.add_argument("--force", action="store_true", help="overwrite results already in --out")
+    rd.add_argument("--quiet", "-q", action="store_true", help="no per-point progress lines")
+
+    speed = sub.add_parser(
+        "speed", help="pytest-benchmark suites: encode, decode, entropy coding, transforms",
+        description="Runs pytest on nvcodec/bench/speed with --benchmark-json OUT/speed.json. "
+        "Arguments after -- go to pytest (e.g. -- -k intra).",
+    )
+    speed.add_argument("--out", default="bench-out/speed", help="output folder for speed.json")
+    speed.add_argument("--size", default="256x256", metavar="WxH", help="frame size of the synthetic clip")
+    speed.add_argument("--frames", type=int, default=8, help="frames of the synthetic clip")
+    speed.add_argument("--device", choices=("cpu", "cuda"), default="cpu")
+    speed.add_argument("--rounds", type=int, default=3, help="timed rounds per benchmark (after one warm-up round)")
+    speed.add_argument("--models", default="", help="nvcodec model names (default: shipped, else the tiny config)")
+    speed.add_argument("--force", action="store_true")
+    speed.add_argument("pytest_args", nargs=argparse.REMAINDER, help="extra pytest arguments (after --)")
+
+    scaling = sub.add_parser(
+        "scaling", help="wall time and peak RSS vs frame count and resolution (one subprocess per point)",
+        description="Encode and decode synthetic clips in a fresh subprocess per point; fits log-log slopes. "
+        "Writes scaling.json and scaling.png into --out.",
+    )
+    scaling.add_argument("--codecs", default="intra,hypernerv,x264,x265", help="comma-separated codecs")
+    scaling.add_argument("--models", default="", help="nvcodec model names (default: shipped, else the tiny config)")
+    scaling.add_argument("--frame-counts", default="8,16,32,64,128", help="frame counts at --base-size")
+    scaling.add_argument("--sizes", default="128x128,256x256,512x512,1280x720", help="sizes at --base-frames")
+    scaling.add_argument("--base-size", default="256x256", metavar="WxH")
+    scaling.add_argument("--base-frames", type=int, default=16)
+    scaling.add_argument("--quality", type=int, default=None, help="nvcodec quality level (default: middle); classical codecs use CRF 28 / quality 70")
+    scaling.add_argument("--device", choices=("cpu", "cuda"), default="cpu")
+    scaling.add_argument("--timeout", type=float, default=600.0, help="seconds per point before it is recorded as failed")
+    scaling.add_argument("--out", default="bench-out/scaling")
+    scaling.add_argument("--force", action="store_true")
+    scaling.add_argument("--quiet", "-q", action="store_true")
+    return parser
+
+
+def _cmd_rd(args: argparse.Namespace, argv: Sequence[str]) -> int:
+    from nvcodec.bench import classical, rd
+
+    out = Path(args.out)
+    _check_out(out, rd.RESULT_FILES, args.force)
+    params: dict[str, tuple[int, ...]] = {}
+    if args.crfs:
+        params["x264"] = params["x265"] = _ints(args.crfs)
+    for name in classical.CODECS:
+        value = getattr(args, f"{name}_params")
+        if value:
+            params[name] = _ints(value)
+    if args.frames is not None and args.frames < 1:
+        raise InputError(f"--frames {args.frames}: need at least 1")
+    options = rd.RDOptions(
+        codecs=tuple(_csv(args.codecs)),
+        frames=args.frames,
+        crop=rd.parse_size(args.crop) if args.crop else None,
+        models=tuple((name, name) for name in _csv(args.models)),
+        params=tuple(params.items()),
+        anchor_video=args.anchor_video,
+        anchor_image=args.anchor_image,
+        device=args.device,
+    )
+    results = rd.run_rd(args.inputs, options, log=_log(args.quiet), command=" ".join(["nvcodec", "bench", *argv]))
+    paths = rd.write_outputs(results, out)
+    print(rd.format_table(results), end="")
+    print("wrote " + ", ".join(str(p) for p in paths))
+    return EXIT_OK
+
+
+def _cmd_speed(args: argparse.Namespace) -> int:
+    from nvcodec.bench.rd import parse_size
+    from nvcodec.bench.speed_runner import run_speed
+
+    out = Path(args.out)
+    _check_out(out, ("speed.json",), args.force)
+    extra = [a for a in args.pytest_args if a != "--"]
+    parse_size(args.size)  # fail early on a bad size
+    return run_speed(out, args.size, args.frames, args.device, extra, rounds=args.rounds, models=_csv(args.models))
+
+
+def _cmd_scaling(args: argparse.Namespace) -> int:
+    from nvcodec.bench import scaling
+    from nvcodec.bench.rd import parse_size
+
+    out = Path(args.out)
+    _check_out(out, scaling.RESULT_FILES, args.force)
+    grid = scaling.ScalingGrid(
+        codecs=tuple(_csv(args.codecs)),
+        frame_counts=_ints(args.frame_counts),
+        sizes=tuple(parse_size(s) for s in _csv(args.sizes)),
+        base_size=parse_size(args.base_size),
+        base_frames=args.base_frames,
+        quality=args.quality,
+        device=args.device,
+        timeout_s=args.timeout,
+    )
+    report = scaling.run_scaling(grid, _csv(args.models), log=_log(args.quiet))
+    paths = scaling.write_outputs(report, out)
+    print(scaling.format_table(report), end="")
+    print("wrote " + ", ".join(str(p) for p in paths))
+    return EXIT_OK
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    """Entry point of ``nvcodec bench``; returns the exit code."""
+    argv = list(sys.argv[1:] if argv is None else argv)
+    args = _build_parser().parse_args(argv)
+    if args.command == "rd":
+        return _cmd_rd(args, argv)
+    if args.command == "speed":
+        return _cmd_speed(args)
+    return _cmd_scaling(args)

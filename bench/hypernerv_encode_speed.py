@@ -1,0 +1,182 @@
+"""Hypernerv encode-speed benchmark: single pass vs refinement vs per-video NeRV training; decoding.
+
+    python -m nvcodec.bench.hypernerv_encode_speed OUT.json [--video PATH] [--quality Q]
+        [--refine-steps 10,50,200] [--baseline-budget SECONDS] [--threads N]
+
+Measures on one video (default: the shared carphone clip, all frames, CPU):
+1. every quality level: stream bytes (a complete ``.nvc`` from ``nvcodec.encode``), bpp, PSNR-RGB,
+   encode and decode fps (single hypernetwork pass, ``refine_steps=0``);
+2. at ``--quality``: PSNR / bytes / wall time of the forward pass and of K refinement steps;
+3. the from-scratch per-video NeRV baseline (``nvcodec.hypernerv.baseline``, the same decoder
+   architecture) trained for growing wall times until it reaches the forward pass's PSNR, and the
+   resulting speed-up (baseline time to that PSNR / forward-pass encode time);
+4. decoding parallelism: frames/s with all frames and tiles of a clip in one batched pass (the
+   codec's path) vs one frame at a time (tiles batched) vs one frame of one tile at a time.
+Writes JSON to OUT.json.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import platform
+import time
+from pathlib import Path
+
+import numpy as np
+import torch
+
+import nvcodec
+from nvcodec import io, metrics, registry
+from nvcodec.geometry import TileGrid
+from nvcodec.hypernerv.baseline import fit_per_video_nerv
+from nvcodec.hypernerv.model import CompressedClip
+
+DEFAULT_VIDEO = "/work/shared/media/carphone_pristine.mp4"
+
+
+def _timed(fn):
+    start = time.perf_counter()
+    result = fn()
+    return result, time.perf_counter() - start
+
+
+def rate_points(frames: np.ndarray, model_name: str, levels: int) -> list[dict]:
+    """Every quality level through the public API: real stream bytes, PSNR, encode/decode fps."""
+    num_frames, height, width, _ = frames.shape
+    points = []
+    for quality in range(levels):
+        stream, encode_s = _timed(lambda: nvcodec.encode(frames, codec="hypernerv", quality=quality, model=model_name))
+        decoded, decode_s = _timed(lambda: nvcodec.decode(stream))
+        points.append(
+            {
+                "quality": quality,
+                "bytes": len(stream),
+                "bpp": 8 * len(stream) / (num_frames * height * width),
+                "psnr_rgb": metrics.psnr_rgb(frames, decoded),
+                "psnr_y": metrics.psnr_y(frames, decoded),
+                "encode_s": encode_s,
+                "encode_fps": num_frames / encode_s,
+                "decode_s": decode_s,
+                "decode_fps": num_frames / decode_s,
+            }
+        )
+    return points
+
+
+def refine_table(frames: np.ndarray, codec, quality: int, steps_list: list[int]) -> list[dict]:
+    """PSNR vs encode wall time: the forward pass (K=0) and K refinement steps."""
+    num_frames, height, width, _ = frames.shape
+    rows = []
+    for steps in [0, *steps_list]:
+        encoded, encode_s = _timed(lambda: codec.encode(frames, quality, refine_steps=steps))
+        payload = sum(len(c.payload) for c in encoded.chunks)
+        rows.append(
+            {
+                "method": "forward" if steps == 0 else f"forward+{steps} refine",
+                "refine_steps": steps,
+                "encode_s": encode_s,
+                "psnr_rgb": metrics.psnr_rgb(frames, encoded.reconstruction),
+                "payload_bytes": payload,
+                "payload_bpp": 8 * payload / (num_frames * height * width),
+            }
+        )
+    return rows
+
+
+def decode_parallelism(frames: np.ndarray, codec, quality: int, repeats: int = 2) -> dict:
+    """Decode fps: whole clip batched (codec path) vs frame by frame vs frame-and-tile by frame-and-tile."""
+    model = codec.model
+    num_frames, height, width, _ = frames.shape
+    encoded = codec.encode(frames, quality)
+    clip_len = model.config.clip_len
+    grid = TileGrid(height, width, model.config.tile_size, model.config.tile_size, codec.overlap)
+
+    def batched() -> None:
+        for chunk in encoded.chunks:
+            codec.decode_chunk(encoded.params, chunk, height, width)
+
+    def weights_of(chunk) -> tuple[dict, int]:
+        from nvcodec.hypernerv.video import unpack_payload
+
+        clip = unpack_payload(chunk.payload, model.num_weight_tokens, model.config.hypernet.code_channels)
+        levels = torch.full((len(clip.strings),), clip.level, dtype=torch.long)
+        with torch.no_grad():
+            codes = model.token_coder.decompress(clip.strings) / model.gains(levels)
+            return model.decoder.fused_weights(model.token_decoder(codes)), clip.num_frames
+
+    def per_frame() -> None:
+        with torch.no_grad():
+            for chunk in encoded.chunks:
+                weights, n = weights_of(chunk)
+                for index in range(n):
+                    tiles = model.decoder.decode(weights, torch.tensor([index / clip_len]))  # (B, 1, 3, t, t)
+                    grid.merge(tiles)
+
+    def per_frame_tile() -> None:
+        with torch.no_grad():
+            for chunk in encoded.chunks:
+                weights, n = weights_of(chunk)
+                for index in range(n):
+                    outs = [model.decoder.decode({k: v[b : b + 1] for k, v in weights.items()}, torch.tensor([index / clip_len])) for b in range(grid.num_tiles)]
+                    grid.merge(torch.cat(outs))
+
+    result = {}
+    for name, fn in [("batched_clip", batched), ("frame_by_frame", per_frame), ("frame_and_tile_sequential", per_frame_tile)]:
+        fn()  # warm-up
+        best = min(_timed(fn)[1] for _ in range(repeats))
+        result[name] = {"seconds": best, "fps": num_frames / best}
+    result["speedup_batched_vs_frame_by_frame"] = result["frame_by_frame"]["seconds"] / result["batched_clip"]["seconds"]
+    return result
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    parser.add_argument("output", type=Path)
+    parser.add_argument("--video", default=DEFAULT_VIDEO)
+    parser.add_argument("--model", default="hypernerv-small")
+    parser.add_argument("--quality", type=int, default=2)
+    parser.add_argument("--refine-steps", default="10,50,200")
+    parser.add_argument("--baseline-budget", type=float, default=1200.0, help="max seconds of baseline training")
+    parser.add_argument("--frames", type=int, default=None, help="use only the first N frames")
+    parser.add_argument("--threads", type=int, default=None)
+    parser.add_argument("--skip-baseline", action="store_true")
+    args = parser.parse_args(argv)
+    if args.threads:
+        torch.set_num_threads(args.threads)
+    frames = io.read_video(args.video, 0, args.frames).frames
+    spec = registry.get_spec(args.model)
+    codec = registry.load_codec(args.model, "cpu", allow_untrained=not spec.has_weights)
+    report: dict = {
+        "command": "python -m nvcodec.bench.hypernerv_encode_speed " + " ".join(str(a) for a in (argv or [])),
+        "machine": {"cpu": platform.processor() or platform.machine(), "torch_threads": torch.get_num_threads(), "device": "cpu"},
+        "video": {"path": args.video, "frames": int(frames.shape[0]), "height": int(frames.shape[1]), "width": int(frames.shape[2])},
+        "model": args.model,
+        "trained_weights": spec.has_weights,
+    }
+    report["rate_points"] = rate_points(frames, args.model, codec.quality_levels)
+    steps = [int(s) for s in args.refine_steps.split(",") if s]
+    report["encode_speed"] = refine_table(frames, codec, args.quality, steps)
+    forward = report["encode_speed"][0]
+    if not args.skip_baseline:
+        evals = [t for t in (5, 10, 20, 40, 80, 160, 320, 640, 1280, 2560, 5120) if t < args.baseline_budget] + [args.baseline_budget]
+        torch.manual_seed(0)
+        baseline = fit_per_video_nerv(frames, codec.model.config.decoder, args.baseline_budget, evals, target_psnr=forward["psnr_rgb"])
+        reached = next((p for p in baseline.points if p.psnr >= forward["psnr_rgb"]), None)
+        report["baseline"] = {
+            "description": "per-tile NeRV decoders (same architecture) trained from scratch on this video, Adam, 8 frames/step",
+            "num_params": baseline.num_params,
+            "points": [{"train_s": p.train_seconds, "steps": p.steps, "psnr_rgb": p.psnr} for p in baseline.points],
+            "target_psnr": forward["psnr_rgb"],
+            "seconds_to_target": reached.train_seconds if reached else None,
+            "speedup_forward_vs_baseline": (reached.train_seconds / forward["encode_s"]) if reached else None,
+            "speedup_lower_bound": None if reached else baseline.points[-1].train_seconds / forward["encode_s"],
+        }
+    report["decode_parallelism"] = decode_parallelism(frames, codec, args.quality)
+    args.output.parent.mkdir(parents=True, exist_ok=True)
+    args.output.write_text(json.dumps(report, indent=2) + "\n")
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())

@@ -1,0 +1,237 @@
+"""RD evaluation of the intra codec against JPEG (Pillow) on still images, plus 768x512 timings.
+
+For every image and every quality level: real bytes (the serialised per-frame chunk that goes into
+the ``.nvc`` container: 16-byte chunk header + length-prefixed z and y rANS strings) -> bpp, and
+PSNR-RGB of the *decoded* frame (decoded from the bytes, and checked equal to the encoder's
+reconstruction). JPEG: Pillow at qualities 5..95 (default 4:2:0 subsampling), bytes = the whole
+file. BD-rate (``bench/bdrate.py``) of intra vs JPEG per image, and the mean over images.
+
+    python -m nvcodec.bench.intra_eval --checkpoint /work/runs/intra-small/checkpoints/last.ckpt
+    python -m nvcodec.bench.intra_eval --model intra-small            # shipped weights
+    python -m nvcodec.bench.intra_eval --checkpoint ABLATION.ckpt --anchor-checkpoint REF.ckpt --no-jpeg
+
+``--anchor-checkpoint`` adds the BD-rate of the model against another checkpoint (ablations);
+``--spectrum`` prints the low-frequency energy share of each latent slice (``codec/analysis.py``).
+"""
+
+from __future__ import annotations
+
+import argparse
+import csv
+import io as pyio
+import json
+import math
+import time
+from dataclasses import asdict, dataclass
+from pathlib import Path
+
+import numpy as np
+import torch
+from PIL import Image
+
+from nvcodec.bench.bdrate import bd_rate
+from nvcodec.codec.analysis import slice_low_frequency_shares
+from nvcodec.codec.model import IntraCodec
+from nvcodec.codec.video import IntraVideoCodec
+from nvcodec.io import read_video
+from nvcodec.metrics import psnr_rgb
+from nvcodec.registry import create_model, load_codec
+
+__all__ = ["RDPoint", "ImageBDRate", "Timing", "load_checkpoint_model", "intra_points", "jpeg_points", "time_codec", "main"]
+
+DEFAULT_IMAGES = "/work/shared/media"
+JPEG_QUALITIES = tuple(range(5, 100, 5))
+
+
+@dataclass(frozen=True)
+class RDPoint:
+    image: str
+    codec: str  # "intra" | "jpeg"
+    setting: int  # intra quality level or JPEG quality
+    num_bytes: int
+    bpp: float
+    psnr_rgb: float
+
+
+@dataclass(frozen=True)
+class ImageBDRate:
+    image: str
+    anchor: str  # "jpeg" or the anchor checkpoint
+    bd_rate: float  # percent, negative = fewer bits than the anchor at equal PSNR-RGB
+
+
+@dataclass(frozen=True)
+class Timing:
+    height: int
+    width: int
+    quality: int
+    num_bytes: int
+    encode_s: float  # best of ``repeats``
+    decode_s: float
+    threads: int
+
+
+def load_checkpoint_model(path: str | Path) -> IntraCodec:
+    """Rebuild the model of a Lightning checkpoint of ``IntraSystem`` (keys ``model.*``)."""
+    state = torch.load(path, map_location="cpu", weights_only=False)
+    hparams = state.get("hyper_parameters", {})
+    overrides = {k: tuple(v) if isinstance(v, list) else v for k, v in dict(hparams.get("model_overrides") or {}).items()}
+    model = create_model(hparams.get("model_name", "intra-small"), **overrides)
+    weights = {k[len("model.") :]: v for k, v in state["state_dict"].items() if k.startswith("model.")}
+    model.load_state_dict(weights)
+    model.eval()
+    model.update_entropy_models()
+    return model
+
+
+def intra_points(codec: IntraVideoCodec, name: str, image: np.ndarray) -> list[RDPoint]:
+    """Encode + decode ``image`` (H, W, 3) uint8 at every quality level."""
+    height, width = image.shape[:2]
+    points = []
+    for quality in range(codec.quality_levels):
+        encoded = codec.encode(image[None], quality)
+        chunk = encoded.chunks[0]
+        decoded = codec.decode_chunk(encoded.params, chunk, height, width)
+        if not np.array_equal(decoded, encoded.reconstruction):
+            raise RuntimeError(f"{name} q{quality}: decoder output differs from the encoder's reconstruction")
+        num_bytes = len(chunk.payload)
+        points.append(RDPoint(name, "intra", quality, num_bytes, 8.0 * num_bytes / (height * width), psnr_rgb(image, decoded[0])))
+    return points
+
+
+def jpeg_points(name: str, image: np.ndarray, qualities: tuple[int, ...] = JPEG_QUALITIES) -> list[RDPoint]:
+    height, width = image.shape[:2]
+    points = []
+    for quality in qualities:
+        buffer = pyio.BytesIO()
+        Image.fromarray(image).save(buffer, format="JPEG", quality=quality)
+        decoded = np.asarray(Image.open(pyio.BytesIO(buffer.getvalue())).convert("RGB"))
+        num_bytes = buffer.tell()
+        points.append(RDPoint(name, "jpeg", quality, num_bytes, 8.0 * num_bytes / (height * width), psnr_rgb(image, decoded)))
+    return points
+
+
+def time_codec(codec: IntraVideoCodec, image: np.ndarray, quality: int, repeats: int = 3) -> Timing:
+    """Best-of-``repeats`` wall time of encode and decode of one image (H, W, 3)."""
+    height, width = image.shape[:2]
+    encode_times, decode_times = [], []
+    for _ in range(repeats):
+        start = time.perf_counter()
+        encoded = codec.encode(image[None], quality)
+        encode_times.append(time.perf_counter() - start)
+        start = time.perf_counter()
+        codec.decode_chunk(encoded.params, encoded.chunks[0], height, width)
+        decode_times.append(time.perf_counter() - start)
+    return Timing(height, width, quality, len(encoded.chunks[0].payload), min(encode_times), min(decode_times), torch.get_num_threads())
+
+
+def mean_slice_spectrum(model: IntraCodec, images: dict[str, np.ndarray], cutoff: float = 0.25) -> list[float]:
+    """Mean over images of each coded slice's low-frequency energy share of y (before gain)."""
+    shares = []
+    with torch.inference_mode():
+        for image in images.values():
+            x = torch.from_numpy(image).permute(2, 0, 1)[None].float() / 255.0
+            size = model.config.pad_multiple
+            x = x[..., : x.shape[-2] // size * size, : x.shape[-1] // size * size]
+            y = model.analysis(x)
+            shares.append([s.low_share for s in slice_low_frequency_shares(y, model.config.coding_slice_sizes, cutoff)])
+    return [float(v) for v in np.mean(np.array(shares), axis=0)]
+
+
+def _bd_table(title: str, anchor_label: str, anchor: list[RDPoint], test: list[RDPoint]) -> list[ImageBDRate]:
+    results = []
+    print(f"\n{title}")
+    for name in dict.fromkeys(p.image for p in test):
+        a = [p for p in anchor if p.image == name]
+        t = [p for p in test if p.image == name]
+        bd = bd_rate([p.bpp for p in a], [p.psnr_rgb for p in a], [p.bpp for p in t], [p.psnr_rgb for p in t])
+        results.append(ImageBDRate(name, anchor_label, bd))
+        print(f"  {name:18s} {bd:+7.2f} %")
+    finite = [r.bd_rate for r in results if math.isfinite(r.bd_rate)]
+    print(f"  {'MEAN':18s} {float(np.mean(finite)) if finite else float('nan'):+7.2f} %  ({len(finite)}/{len(results)} images)")
+    return results
+
+
+def _image_768x512(images: dict[str, np.ndarray]) -> np.ndarray:
+    source = images.get("motorcycle_left") if "motorcycle_left" in images else next(iter(images.values()))
+    return np.asarray(Image.fromarray(source).resize((768, 512), Image.BICUBIC))
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    source = parser.add_mutually_exclusive_group()
+    source.add_argument("--checkpoint", help="Lightning checkpoint of IntraSystem")
+    source.add_argument("--model", default="intra-small", help="registered model with shipped weights")
+    parser.add_argument("--anchor-checkpoint", help="also report BD-rate against this IntraSystem checkpoint")
+    parser.add_argument("--spectrum", action="store_true", help="print each slice's low-frequency energy share")
+    parser.add_argument("--images", default=DEFAULT_IMAGES, help="folder of .png/.jpg images")
+    parser.add_argument("--out", default=None, help="folder for rd.json / rd.csv")
+    parser.add_argument("--threads", type=int, default=1)
+    parser.add_argument("--no-jpeg", action="store_true")
+    parser.add_argument("--timing", action="store_true", help="also time encode/decode of a 768x512 image")
+    args = parser.parse_args(argv)
+    torch.set_num_threads(args.threads)
+
+    if args.checkpoint:
+        model = load_checkpoint_model(args.checkpoint)
+        codec = IntraVideoCodec(model, "intra-small")
+        label = args.checkpoint
+    else:
+        codec = load_codec(args.model)
+        label = args.model
+    files = sorted(p for p in Path(args.images).iterdir() if p.suffix.lower() in (".png", ".jpg", ".jpeg"))
+    images = {p.stem: read_video(p).frames[0] for p in files}
+
+    points: list[RDPoint] = []
+    jpeg: list[RDPoint] = []
+    print(f"# intra eval of {label} on {len(images)} images ({args.images}), {args.threads} thread(s)")
+    print(f"{'image':18s} {'q':>2s} {'bytes':>7s} {'bpp':>7s} {'psnr':>6s}")
+    for name, image in images.items():
+        intra = intra_points(codec, name, image)
+        for point in intra:
+            print(f"{name:18s} {point.setting:2d} {point.num_bytes:7d} {point.bpp:7.4f} {point.psnr_rgb:6.2f}")
+        points.extend(intra)
+        if not args.no_jpeg:
+            jpeg.extend(jpeg_points(name, image))
+    results: list[ImageBDRate] = []
+    if jpeg:
+        results = _bd_table("BD-rate of intra vs JPEG (PSNR-RGB, pchip over log-rate):", "jpeg", jpeg, points)
+    anchor_results: list[ImageBDRate] = []
+    if args.anchor_checkpoint:
+        anchor_codec = IntraVideoCodec(load_checkpoint_model(args.anchor_checkpoint), "intra-small")
+        anchor = [p for name, image in images.items() for p in intra_points(anchor_codec, name, image)]
+        anchor_results = _bd_table(f"BD-rate of {label} vs {args.anchor_checkpoint} (PSNR-RGB):", args.anchor_checkpoint, anchor, points)
+    spectrum = None
+    if args.spectrum:
+        spectrum = mean_slice_spectrum(codec.model, images)
+        sizes = codec.model.config.coding_slice_sizes
+        print("\nlow-frequency (<= 0.25 cyc/sample) share of y's AC energy per slice (coding order):")
+        print("  " + "  ".join(f"slice{i}({c}ch) {v:.3f}" for i, (c, v) in enumerate(zip(sizes, spectrum))))
+    timing = None
+    if args.timing:
+        timing = time_codec(codec, _image_768x512(images), quality=codec.quality_levels // 2)
+        print(
+            f"\n768x512 q{timing.quality}: encode {timing.encode_s:.3f} s, decode {timing.decode_s:.3f} s "
+            f"({timing.num_bytes} bytes, {timing.threads} thread(s), best of 3)"
+        )
+    if args.out:
+        out = Path(args.out)
+        out.mkdir(parents=True, exist_ok=True)
+        payload = {
+            "source": label,
+            "points": [asdict(p) for p in points],
+            "bd_rate_vs_jpeg": [asdict(r) for r in results],
+            "bd_rate_vs_anchor": [asdict(r) for r in anchor_results],
+            "slice_low_frequency_share": spectrum,
+            "timing": asdict(timing) if timing else None,
+        }
+        (out / "rd.json").write_text(json.dumps(payload, indent=1))
+        with open(out / "rd.csv", "w", newline="") as handle:
+            writer = csv.DictWriter(handle, fieldnames=list(asdict(points[0]).keys()))
+            writer.writeheader()
+            writer.writerows(asdict(p) for p in points)
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())

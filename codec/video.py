@@ -1,0 +1,138 @@
+"""``IntraVideoCodec``: the intra codec as a ``VideoCodec`` (every frame coded independently).
+
+Chunk layout (one chunk per frame), little-endian::
+
+    u8  version (= 1)     u8  quality      u16 reserved (= 0)
+    u32 height            u32 width        u16 latent_h     u16 latent_w
+    u32 len(z) + z string                  u32 len(y) + y string
+
+Every field is checked against the header (``params``, frame size) and every length against the
+bytes present before anything is decoded; any inconsistency raises ``BitstreamError``.
+"""
+
+from __future__ import annotations
+
+import struct
+from collections.abc import Mapping
+
+import numpy as np
+import torch
+from torch import Tensor
+
+from nvcodec.codec.model import IntraCodec, IntraCompressed
+from nvcodec.errors import BitstreamError, InputError, NvcodecError
+from nvcodec.interface import ChunkData, EncodedVideo, JSONValue, ProgressFn, VideoCodec
+
+__all__ = ["IntraVideoCodec", "CHUNK_VERSION", "pack_chunk", "unpack_chunk"]
+
+CHUNK_VERSION = 1
+_HEADER = struct.Struct("<BBHIIHH")
+MAX_SIDE = 1 << 16
+
+
+def pack_chunk(compressed: IntraCompressed) -> bytes:
+    """Serialise one coded frame (see module docstring)."""
+    (h, w), (lh, lw) = compressed.image_hw, compressed.latent_hw
+    header = _HEADER.pack(CHUNK_VERSION, compressed.quality, 0, h, w, lh, lw)
+    return header + compressed.to_bytes()
+
+
+def unpack_chunk(payload: bytes, quality: int, height: int, width: int, latent_hw: tuple[int, int]) -> IntraCompressed:
+    """Parse and validate one chunk against the expected quality, frame size and latent size."""
+    if len(payload) < _HEADER.size:
+        raise BitstreamError(f"intra chunk of {len(payload)} bytes is shorter than its {_HEADER.size}-byte header")
+    version, chunk_quality, reserved, h, w, lh, lw = _HEADER.unpack_from(payload, 0)
+    if version != CHUNK_VERSION:
+        raise BitstreamError(f"intra chunk version {version} unsupported (this build reads {CHUNK_VERSION})")
+    if reserved != 0:
+        raise BitstreamError(f"intra chunk reserved field is {reserved}, expected 0")
+    if chunk_quality != quality:
+        raise BitstreamError(f"intra chunk quality {chunk_quality} differs from the header's {quality}")
+    if (h, w) != (height, width):
+        raise BitstreamError(f"intra chunk frame size {h}x{w} differs from the header's {height}x{width}")
+    if (lh, lw) != tuple(latent_hw):
+        raise BitstreamError(f"intra chunk latent size {lh}x{lw}, expected {latent_hw[0]}x{latent_hw[1]}")
+    return IntraCompressed.from_bytes(payload[_HEADER.size :], quality, (h, w), (lh, lw))
+
+
+def _to_tensor(frame: np.ndarray, device: str) -> Tensor:
+    """(H, W, 3) uint8 -> (1, 3, H, W) float in [0, 1]."""
+    return torch.from_numpy(np.ascontiguousarray(frame)).to(device).permute(2, 0, 1)[None].float() / 255.0
+
+
+def _to_uint8(x_hat: Tensor) -> np.ndarray:
+    """(1, 3, H, W) in [0, 1] -> (H, W, 3) uint8: the one rounding used by encoder and decoder."""
+    return torch.round(x_hat[0].clamp(0.0, 1.0) * 255.0).to(torch.uint8).permute(1, 2, 0).cpu().numpy()
+
+
+class IntraVideoCodec(VideoCodec):
+    """Adapter: frames <-> one chunk per frame, coded by an ``IntraCodec`` (entropy models updated)."""
+
+    codec_name = "intra"
+
+    def __init__(self, model: IntraCodec, model_name: str, device: str = "cpu") -> None:
+        super().__init__(model, model_name, device)
+        self.model: IntraCodec = model
+
+    @property
+    def quality_levels(self) -> int:
+        return self.model.config.quality_levels
+
+    def _check_quality(self, quality: int) -> int:
+        if isinstance(quality, bool) or not isinstance(quality, (int, np.integer)) or not 0 <= quality < self.quality_levels:
+            raise InputError(f"quality {quality!r} out of range 0..{self.quality_levels - 1} for {self.model_name}")
+        return int(quality)
+
+    def encode(
+        self,
+        frames: np.ndarray,
+        quality: int,
+        *,
+        refine_steps: int = 0,
+        progress: ProgressFn | None = None,
+    ) -> EncodedVideo:
+        """``frames``: (T, H, W, 3) uint8. ``refine_steps`` is ignored (no per-image optimisation)."""
+        quality = self._check_quality(quality)
+        if frames.ndim != 4 or frames.shape[-1] != 3 or frames.dtype != np.uint8 or min(frames.shape[:3]) < 1:
+            raise InputError(f"expected uint8 frames (T, H, W, 3), got {frames.dtype} {frames.shape}")
+        if max(frames.shape[1:3]) > MAX_SIDE - 1:
+            raise InputError(f"frame size {frames.shape[1]}x{frames.shape[2]} exceeds {MAX_SIDE - 1} per side")
+        self.model.eval()
+        chunks: list[ChunkData] = []
+        reconstruction = np.empty_like(frames)
+        total_bits = 0
+        with torch.inference_mode():
+            for index, frame in enumerate(frames):
+                encoded = self.model.encode(_to_tensor(frame, self.device), quality)
+                payload = pack_chunk(encoded.compressed)
+                chunks.append(ChunkData(index, index + 1, payload))
+                reconstruction[index] = _to_uint8(encoded.x_hat)
+                total_bits += 8 * len(payload)
+                if progress is not None:
+                    progress(1)
+        height, width = frames.shape[1:3]
+        params = {"quality": quality, "chunk_version": CHUNK_VERSION, "pad_multiple": self.model.config.pad_multiple}
+        stats = {"chunk_bpp": total_bits / (frames.shape[0] * height * width)}
+        return EncodedVideo(params=params, chunks=chunks, reconstruction=reconstruction, stats=stats)
+
+    def decode_chunk(self, params: Mapping[str, JSONValue], chunk: ChunkData, height: int, width: int) -> np.ndarray:
+        """Decode one chunk (one frame) into (1, height, width, 3) uint8."""
+        quality = params.get("quality")
+        if isinstance(quality, bool) or not isinstance(quality, int) or not 0 <= quality < self.quality_levels:
+            raise BitstreamError(f"header quality {quality!r} out of range 0..{self.quality_levels - 1}")
+        if params.get("chunk_version", CHUNK_VERSION) != CHUNK_VERSION:
+            raise BitstreamError(f"intra chunk version {params.get('chunk_version')!r} unsupported")
+        if chunk.num_frames != 1:
+            raise BitstreamError(f"intra chunks hold one frame each, this one covers {chunk.num_frames}")
+        if not (0 < height < MAX_SIDE and 0 < width < MAX_SIDE):
+            raise BitstreamError(f"frame size {height}x{width} out of range")
+        compressed = unpack_chunk(chunk.payload, quality, height, width, self.model.latent_hw_for((height, width)))
+        self.model.eval()
+        try:
+            with torch.inference_mode():
+                x_hat = self.model.decompress(compressed)
+        except NvcodecError:
+            raise
+        except Exception as exc:  # the rANS decoder / entropy models reject damaged strings in their own ways
+            raise BitstreamError(f"intra chunk for frames {chunk.frame_start}:{chunk.frame_stop} is damaged: {exc}") from None
+        return _to_uint8(x_hat)[None]

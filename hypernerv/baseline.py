@@ -1,0 +1,114 @@
+"""Classic per-video NeRV, for comparison only: the same decoder trained from scratch on one video.
+
+Not part of the codec. One decoder per spatial tile (the same ``TileGrid`` as the codec), whose
+frame time spans the WHOLE video (``t = i / num_frames``, as in NeRV), with free (unmodulated)
+weights initialised at random and fitted with Adam on random minibatches of frames. Returns PSNR
+against accumulated training wall time, so that encode-speed benchmarks can find the time the
+baseline needs to reach the hypernetwork's single-pass PSNR.
+
+Simplifications (written down because the papers do not fix them): the biases of the NeRV layers
+are shared by the tile decoders (weights are per tile); evaluation time is not counted as training.
+"""
+
+from __future__ import annotations
+
+import math
+import time
+from dataclasses import dataclass
+
+import numpy as np
+import torch
+import torch.nn.functional as F
+
+from nvcodec.geometry import TileGrid
+
+from .decoder import DecoderConfig, NervDecoder
+
+__all__ = ["BaselinePoint", "BaselineResult", "fit_per_video_nerv"]
+
+
+@dataclass(frozen=True)
+class BaselinePoint:
+    train_seconds: float  # accumulated optimisation wall time (evaluation excluded)
+    steps: int
+    psnr: float  # dB over all frames, RGB, uint8 reconstruction
+
+
+@dataclass(frozen=True)
+class BaselineResult:
+    points: list[BaselinePoint]
+    num_params: int
+    reconstruction: np.ndarray  # (T, H, W, 3) uint8 at the end
+
+
+def _psnr(reference: np.ndarray, test: np.ndarray) -> float:
+    mse = float(np.mean((reference.astype(np.float64) - test.astype(np.float64)) ** 2))
+    return float("inf") if mse == 0 else 10.0 * math.log10(255.0**2 / mse)
+
+
+def fit_per_video_nerv(
+    frames: np.ndarray,
+    config: DecoderConfig,
+    time_budget_s: float,
+    eval_times_s: list[float] | None = None,
+    target_psnr: float | None = None,
+    batch_frames: int = 8,
+    lr: float = 2e-3,
+    seed: int = 0,
+) -> BaselineResult:
+    """Fit per-tile NeRV decoders to ``frames`` (T, H, W, 3) uint8 for ``time_budget_s`` seconds.
+
+    Evaluates (all frames) at each of ``eval_times_s`` (seconds of training) and at the end; stops
+    early once ``target_psnr`` is reached at an evaluation.
+    """
+    torch.manual_seed(seed)
+    num_frames, height, width, _ = frames.shape
+    tile = config.tile_size
+    grid = TileGrid(height, width, tile, tile, 0)
+    video = torch.from_numpy(frames).permute(0, 3, 1, 2).float() / 255.0  # (T, 3, H, W)
+    targets = grid.split(video).contiguous()  # (num_tiles, T, 3, tile, tile)
+    decoder = NervDecoder(config)
+    weights = {}
+    for spec in decoder.layer_specs():
+        weight = torch.empty(grid.num_tiles, *spec.shape)  # (B, C_out, C_in, k, k)
+        for index in range(grid.num_tiles):
+            torch.nn.init.kaiming_uniform_(weight[index], a=math.sqrt(5))
+        weights[spec.name] = torch.nn.Parameter(weight)
+    params = list(weights.values()) + list(decoder.biases.values())
+    optimizer = torch.optim.Adam(params, lr=lr)
+    times = torch.arange(num_frames, dtype=torch.float32) / num_frames  # NeRV: time over the whole video
+
+    def evaluate() -> tuple[float, np.ndarray]:
+        with torch.no_grad():
+            parts = [decoder.decode(weights, times[i : i + 16]) for i in range(0, num_frames, 16)]  # (B, f, 3, t, t)
+            merged = grid.merge(torch.cat(parts, dim=1))  # (T, 3, H, W)
+        recon = (merged * 255.0).round().clamp(0, 255).to(torch.uint8).permute(0, 2, 3, 1).numpy()
+        return _psnr(frames, recon), recon
+
+    pending = sorted(eval_times_s or [])
+    points: list[BaselinePoint] = []
+    generator = torch.Generator().manual_seed(seed)
+    trained, steps = 0.0, 0
+    recon = np.zeros_like(frames)
+    while True:
+        start = time.perf_counter()
+        index = torch.randperm(num_frames, generator=generator)[:batch_frames]
+        output = decoder.decode(weights, times[index])  # (B, f, 3, tile, tile)
+        loss = F.mse_loss(output, targets[:, index])
+        optimizer.zero_grad(set_to_none=True)
+        loss.backward()
+        optimizer.step()
+        trained += time.perf_counter() - start
+        steps += 1
+        done = trained >= time_budget_s
+        if done or (pending and trained >= pending[0]):
+            while pending and trained >= pending[0]:
+                pending.pop(0)
+            psnr, recon = evaluate()
+            points.append(BaselinePoint(trained, steps, psnr))
+            if target_psnr is not None and psnr >= target_psnr:
+                done = True
+        if done:
+            break
+    num_params = sum(p.numel() for p in params)
+    return BaselineResult(points, num_params, recon)

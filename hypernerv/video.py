@@ -1,0 +1,192 @@
+"""``HyperNervVideoCodec``: the hypernerv adapter between the container/API and ``HyperNerv``.
+
+Geometry: the video splits into clips of ``clip_len`` frames (the last may be shorter) and every
+frame into the tiles of a ``nvcodec.geometry.TileGrid`` (replicate padding at the borders, optional
+overlap blended by linear ramps). ONE chunk per clip; its payload holds every tile's entropy-coded
+weight tokens. Header params (JSON): format version, quality, clip length, tile size, overlap and
+refine steps (informational).
+
+Chunk payload, little-endian, version 1::
+
+    u8 version | u8 quality level | u16 num_frames | u16 num_tiles | u16 num_tokens | u16 code_channels
+    num_tiles x (u32 length | rANS string)     (``entropy.rans.pack_strings``; must end at the payload end)
+
+Every field is checked against the params, the frame size and the model before anything is
+decoded; any inconsistency raises ``BitstreamError``. The encoder builds its reconstruction by
+decoding its own payload bytes with the same code path as ``decode_chunk``, so both are identical.
+"""
+
+from __future__ import annotations
+
+import struct
+from collections.abc import Mapping
+
+import numpy as np
+import torch
+from torch import Tensor
+
+from nvcodec.entropy.rans import pack_strings, unpack_strings
+from nvcodec.errors import BitstreamError, InputError
+from nvcodec.geometry import TileGrid
+from nvcodec.interface import ChunkData, EncodedVideo, JSONValue, ProgressFn, VideoCodec
+
+from .model import CompressedClip, HyperNerv
+
+__all__ = ["HyperNervVideoCodec", "PAYLOAD_VERSION", "pack_payload", "unpack_payload"]
+
+PAYLOAD_VERSION = 1
+PARAMS_VERSION = 1
+_HEAD = struct.Struct("<BBHHHH")
+MAX_STRING_BYTES = 1 << 20  # per tile: far above any real token string (hundreds of bytes)
+MAX_TILES = 1 << 16
+MAX_REFINE_STEPS = 100_000
+
+
+def pack_payload(compressed: CompressedClip, num_tokens: int, code_channels: int) -> bytes:
+    """One clip's coded tiles -> chunk payload bytes (see module docstring)."""
+    head = _HEAD.pack(PAYLOAD_VERSION, compressed.level, compressed.num_frames, len(compressed.strings), num_tokens, code_channels)
+    return head + pack_strings(compressed.strings)
+
+
+def unpack_payload(payload: bytes, num_tokens: int, code_channels: int) -> CompressedClip:
+    """Chunk payload -> ``CompressedClip``; structural damage raises ``BitstreamError``."""
+    if len(payload) < _HEAD.size:
+        raise BitstreamError(f"hypernerv chunk payload of {len(payload)} bytes is shorter than its {_HEAD.size}-byte header")
+    version, level, num_frames, num_tiles, tokens, channels = _HEAD.unpack_from(payload, 0)
+    if version != PAYLOAD_VERSION:
+        raise BitstreamError(f"hypernerv chunk payload version {version}, this build reads {PAYLOAD_VERSION}")
+    if (tokens, channels) != (num_tokens, code_channels):
+        raise BitstreamError(f"chunk codes {tokens}x{channels} weight tokens, the model has {num_tokens}x{code_channels}")
+    if num_tiles == 0 or num_frames == 0:
+        raise BitstreamError(f"chunk has {num_tiles} tiles and {num_frames} frames; both must be positive")
+    if len(payload) < _HEAD.size + 4 * num_tiles:
+        raise BitstreamError(f"chunk payload of {len(payload)} bytes is too short for {num_tiles} tile strings")
+    strings, end = unpack_strings(payload, num_tiles, _HEAD.size)
+    if end != len(payload):
+        raise BitstreamError(f"chunk payload is {len(payload)} bytes, its strings end at byte {end}")
+    if any(not 0 < len(string) <= MAX_STRING_BYTES for string in strings):
+        raise BitstreamError(f"a tile string is empty or longer than {MAX_STRING_BYTES} bytes")
+    return CompressedClip(strings, level, num_frames)
+
+
+class HyperNervVideoCodec(VideoCodec):
+    """Clips x tiles -> one hypernetwork pass each -> coded weight tokens; decoding is batched."""
+
+    codec_name = "hypernerv"
+    overlap: int = 0  # default tile overlap in pixels (see the README's seam measurement)
+    tiles_per_batch: int = 64  # tiles decoded in one grouped-conv pass (bounds memory on big frames)
+
+    def __init__(self, model: HyperNerv, model_name: str, device: str = "cpu", overlap: int | None = None) -> None:
+        super().__init__(model, model_name, device)
+        if overlap is not None:
+            self.overlap = overlap
+        self.model.eval().to(device)
+
+    @property
+    def quality_levels(self) -> int:
+        return self.model.config.quality_levels
+
+    # ----------------------------------------------------------------- params
+    def _params(self, quality: int, refine_steps: int) -> dict[str, JSONValue]:
+        cfg = self.model.config
+        return {
+            "version": PARAMS_VERSION,
+            "quality": quality,
+            "clip_len": cfg.clip_len,
+            "tile_size": cfg.tile_size,
+            "overlap": self.overlap,
+            "refine_steps": refine_steps,
+        }
+
+    def _check_params(self, params: Mapping[str, JSONValue]) -> tuple[int, int, int]:
+        """-> (quality, clip_len, overlap), or ``BitstreamError`` naming the bad field."""
+        cfg = self.model.config
+
+        def integer(key: str, low: int, high: int) -> int:
+            value = params.get(key)
+            if not isinstance(value, int) or isinstance(value, bool) or not low <= value <= high:
+                raise BitstreamError(f"hypernerv header field {key!r} = {value!r}, expected an integer in {low}..{high}")
+            return value
+
+        integer("version", PARAMS_VERSION, PARAMS_VERSION)
+        quality = integer("quality", 0, self.quality_levels - 1)
+        clip_len = integer("clip_len", cfg.clip_len, cfg.clip_len)
+        integer("tile_size", cfg.tile_size, cfg.tile_size)
+        overlap = integer("overlap", 0, (cfg.tile_size - 1) // 2)
+        integer("refine_steps", 0, MAX_REFINE_STEPS)
+        return quality, clip_len, overlap
+
+    # ----------------------------------------------------------------- encode
+    def encode(
+        self,
+        frames: np.ndarray,
+        quality: int,
+        *,
+        refine_steps: int = 0,
+        progress: ProgressFn | None = None,
+    ) -> EncodedVideo:
+        """``frames``: (T, H, W, 3) uint8 RGB -> one chunk per clip of ``clip_len`` frames."""
+        if not isinstance(frames, np.ndarray) or frames.dtype != np.uint8 or frames.ndim != 4 or frames.shape[-1] != 3 or min(frames.shape[:3]) < 1:
+            raise InputError(f"frames must be a (T, H, W, 3) uint8 array, got {getattr(frames, 'dtype', type(frames))} {getattr(frames, 'shape', '')}")
+        if not isinstance(quality, int) or not 0 <= quality < self.quality_levels:
+            raise InputError(f"quality {quality!r} outside 0..{self.quality_levels - 1} for {self.model_name}")
+        if not isinstance(refine_steps, int) or not 0 <= refine_steps <= MAX_REFINE_STEPS:
+            raise InputError(f"refine_steps {refine_steps!r} outside 0..{MAX_REFINE_STEPS}")
+        params = self._params(quality, refine_steps)
+        num_frames, height, width, _ = frames.shape
+        clip_len = self.model.config.clip_len
+        grid = self._grid(height, width, self.overlap)
+        chunks, reconstructions = [], []
+        token_bytes = 0
+        for start in range(0, num_frames, clip_len):
+            stop = min(start + clip_len, num_frames)
+            clip = torch.from_numpy(frames[start:stop]).to(self.device).permute(0, 3, 1, 2).float() / 255.0  # (n, 3, H, W)
+            tiles = grid.split(clip).contiguous()  # (num_tiles, n, 3, tile, tile)
+            compressed = CompressedClip([], quality, stop - start)
+            strings: list[bytes] = []
+            for first in range(0, grid.num_tiles, self.tiles_per_batch):
+                part = self.model.compress(tiles[first : first + self.tiles_per_batch], quality, refine_steps)
+                strings.extend(part.strings)
+            compressed = CompressedClip(strings, quality, stop - start)
+            token_bytes += sum(len(s) for s in strings)
+            chunk = ChunkData(start, stop, pack_payload(compressed, self.model.num_weight_tokens, self.model.config.hypernet.code_channels))
+            chunks.append(chunk)
+            reconstructions.append(self.decode_chunk(params, chunk, height, width))
+            if progress is not None:
+                progress(stop - start)
+        stats = {"token_bytes": float(token_bytes), "num_tiles": float(grid.num_tiles), "num_clips": float(len(chunks))}
+        return EncodedVideo(params, chunks, np.concatenate(reconstructions), stats)
+
+    # ----------------------------------------------------------------- decode
+    def _grid(self, height: int, width: int, overlap: int) -> TileGrid:
+        tile = self.model.config.tile_size
+        return TileGrid(height, width, tile, tile, overlap)
+
+    def decode_chunk(self, params: Mapping[str, JSONValue], chunk: ChunkData, height: int, width: int) -> np.ndarray:
+        """One chunk -> (chunk.num_frames, height, width, 3) uint8; inconsistencies -> ``BitstreamError``."""
+        quality, clip_len, overlap = self._check_params(params)
+        if not (isinstance(height, int) and isinstance(width, int) and 1 <= height <= 1 << 16 and 1 <= width <= 1 << 16):
+            raise BitstreamError(f"frame size {width}x{height} out of range")
+        grid = self._grid(height, width, overlap)
+        if grid.num_tiles > MAX_TILES:
+            raise BitstreamError(f"frame size {width}x{height} needs {grid.num_tiles} tiles, more than {MAX_TILES}")
+        if not 1 <= chunk.num_frames <= clip_len:
+            raise BitstreamError(f"chunk covers {chunk.num_frames} frames ({chunk.frame_start}:{chunk.frame_stop}), clips hold 1..{clip_len}")
+        compressed = unpack_payload(chunk.payload, self.model.num_weight_tokens, self.model.config.hypernet.code_channels)
+        if compressed.num_frames != chunk.num_frames:
+            raise BitstreamError(f"chunk payload codes {compressed.num_frames} frames, the chunk table says {chunk.num_frames}")
+        if compressed.level != quality:
+            raise BitstreamError(f"chunk payload uses quality {compressed.level}, the header says {quality}")
+        if len(compressed.strings) != grid.num_tiles:
+            raise BitstreamError(f"chunk payload has {len(compressed.strings)} tiles, a {width}x{height} frame has {grid.num_tiles}")
+        tiles = self._decode_tiles(compressed)  # (num_tiles, n, 3, tile, tile)
+        frames = grid.merge(tiles)  # (n, 3, H, W)
+        return (frames * 255.0).round().clamp(0, 255).to(torch.uint8).permute(0, 2, 3, 1).cpu().numpy()
+
+    def _decode_tiles(self, compressed: CompressedClip) -> Tensor:
+        """All tiles of a clip, ``tiles_per_batch`` decoders per batched pass -> (num_tiles, n, 3, tile, tile)."""
+        parts = []
+        for first in range(0, len(compressed.strings), self.tiles_per_batch):
+            strings = compressed.strings[first : first + self.tiles_per_batch]
+            parts.append(self.model.decompress(CompressedClip(strings, compressed.level, compressed.num_frames)))
+        return torch.cat(parts)

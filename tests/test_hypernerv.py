@@ -1,0 +1,242 @@
+"""hypernerv: decoder spec and fusion, tiling, token coding, codec round trips, bit-exact decoding."""
+
+from __future__ import annotations
+
+import json
+import subprocess
+import sys
+import textwrap
+from dataclasses import replace
+
+import numpy as np
+import pytest
+import torch
+
+from nvcodec.errors import BitstreamError, EntropyModelNotReadyError
+from nvcodec.geometry import TileGrid
+from nvcodec.hypernerv.decoder import NervDecoder, fuse_weights, positional_encoding
+from nvcodec.hypernerv.model import CompressedClip
+from nvcodec.hypernerv.video import HyperNervVideoCodec, pack_payload, unpack_payload
+from nvcodec.interface import ChunkData
+from nvcodec.registry import create_model
+
+
+@pytest.fixture(scope="module")
+def model():
+    torch.manual_seed(0)
+    model = create_model("hypernerv-tiny").eval()
+    model.update_entropy_models()
+    return model
+
+
+@pytest.fixture(scope="module")
+def codec(model):
+    return HyperNervVideoCodec(model, "hypernerv-tiny")
+
+
+@pytest.fixture(scope="module")
+def clip_frames() -> np.ndarray:
+    """A 12-frame 40x56 clip with structure (moving gradient + noise), (T, H, W, 3) uint8."""
+    rng = np.random.default_rng(1)
+    t, y, x = np.meshgrid(np.arange(12), np.arange(40), np.arange(56), indexing="ij")
+    base = 128 + 60 * np.sin((x + 2 * t) / 7.0) + 40 * np.cos(y / 5.0)
+    frames = np.stack([base, base[:, ::-1] * 0.8, 255 - base], axis=-1) + rng.normal(0, 8, (12, 40, 56, 3))
+    return frames.clip(0, 255).astype(np.uint8)
+
+
+@pytest.fixture(scope="module")
+def encoded(codec, clip_frames):
+    return codec.encode(clip_frames, quality=2)
+
+
+def test_fused_weight_shapes_match_spec(model):
+    specs = model.layer_specs
+    codes = torch.randn(3, model.num_weight_tokens, model.config.hypernet.code_channels)
+    modulations = model.token_decoder(codes)
+    fused = model.decoder.fused_weights(modulations)
+    assert [s.name for s in specs] == list(fused)
+    for spec in specs:
+        assert tuple(modulations[spec.name].shape) == (3, *spec.modulation_shape)
+        assert tuple(fused[spec.name].shape) == (3, *spec.shape)
+    # A modulation of ones gives back the base weights (fusion renormalises to the base norm).
+    ones = {s.name: torch.ones(2, *s.modulation_shape) for s in specs}
+    for spec in specs:
+        torch.testing.assert_close(model.decoder.fused_weights(ones)[spec.name][1], model.decoder.weights[spec.name])
+
+
+def test_modulation_shape_mismatch_is_a_clear_error(model):
+    specs = model.layer_specs
+    bad = {s.name: torch.ones(1, *s.modulation_shape) for s in specs}
+    bad[specs[2].name] = torch.ones(1, specs[2].groups, specs[2].in_features + 1)
+    with pytest.raises(ValueError, match=specs[2].name):
+        model.decoder.fused_weights(bad)
+    with pytest.raises(ValueError, match="spec needs"):
+        model.decoder.fused_weights({k: v for k, v in bad.items() if k != "head"})
+    with pytest.raises(ValueError):
+        fuse_weights(torch.ones(6, 4, 3, 3), torch.ones(1, 4, 4))  # 4 groups do not divide 6 outputs
+
+
+def test_positional_encoding_range():
+    t = torch.linspace(0, 1, 101)
+    pe = positional_encoding(t, 8)
+    assert pe.shape == (101, 16)
+    assert pe.min() >= -1.0 and pe.max() <= 1.0
+    assert pe.min() < -0.99 and pe.max() > 0.99  # the range is used, not squashed
+    torch.testing.assert_close(pe[:, :8] ** 2 + pe[:, 8:] ** 2, torch.ones(101, 8))
+    assert len({tuple(row.tolist()) for row in positional_encoding(torch.arange(8) / 8, 4)}) == 8
+
+
+@pytest.mark.parametrize("size,tile,overlap", [((143, 175), 64, 0), ((143, 175), 64, 8), ((40, 56), 16, 0), ((10, 7), 16, 2)])
+def test_tiling_covers_every_pixel_once_after_cropping(size, tile, overlap):
+    height, width = size
+    grid = TileGrid(height, width, tile, tile, overlap)
+    frame = torch.arange(height * width, dtype=torch.float32).reshape(1, height, width)
+    tiles = grid.split(frame)
+    assert tiles.shape == (grid.num_tiles, 1, tile, tile)
+    coverage = torch.zeros(*grid.padded_hw)
+    for r, c in grid.starts:
+        coverage[r : r + tile, c : c + tile] += 1
+    assert coverage.min() >= 1  # every (padded) pixel is covered by some tile
+    merged = grid.merge(tiles)
+    assert merged.shape == frame.shape  # cropped back to the frame
+    # Blend weights are normalised, so each pixel is counted exactly once in total: identity.
+    if overlap == 0:
+        torch.testing.assert_close(merged, frame, rtol=0, atol=0)
+    else:
+        torch.testing.assert_close(merged, frame, rtol=1e-6, atol=1e-3)
+    marked = grid.merge(torch.ones_like(tiles))
+    torch.testing.assert_close(marked, torch.ones_like(frame), rtol=0, atol=1e-6)
+
+
+def test_token_quantisation_round_trip(model):
+    coder = model.token_coder
+    tokens = torch.randn(4, coder.num_tokens, coder.channels) * 3
+    strings = coder.compress(tokens)
+    assert len(strings) == 4 and all(isinstance(s, bytes) and s for s in strings)
+    decoded = coder.decompress(strings)
+    rounded, _ = coder(tokens, training=False)
+    torch.testing.assert_close(decoded, rounded, rtol=0, atol=0)
+    assert (decoded - tokens).abs().max() <= 0.5 + 1e-5
+
+
+def test_coding_before_update_raises():
+    fresh = create_model("hypernerv-tiny")
+    with pytest.raises(EntropyModelNotReadyError):
+        fresh.token_coder.compress(torch.zeros(1, fresh.num_weight_tokens, fresh.config.hypernet.code_channels))
+
+
+def test_encode_decode_round_trip_equals_reconstruction(codec, encoded, clip_frames):
+    assert [(c.frame_start, c.frame_stop) for c in encoded.chunks] == [(0, 8), (8, 12)]  # short last clip
+    assert encoded.reconstruction.shape == clip_frames.shape and encoded.reconstruction.dtype == np.uint8
+    decoded = np.concatenate([codec.decode_chunk(encoded.params, c, 40, 56) for c in encoded.chunks])
+    np.testing.assert_array_equal(decoded, encoded.reconstruction)
+    json.dumps(encoded.params)  # header params are JSON-able
+    assert encoded.params["clip_len"] == 8 and encoded.params["tile_size"] == 16
+
+
+def test_decode_middle_chunk_only(model, clip_frames):
+    codec = HyperNervVideoCodec(model, "hypernerv-tiny")
+    frames = np.concatenate([clip_frames, clip_frames[::-1]])  # 24 frames -> 3 chunks
+    encoded = codec.encode(frames, quality=1)
+    middle = encoded.chunks[1]
+    assert (middle.frame_start, middle.frame_stop) == (8, 16)
+    fresh = HyperNervVideoCodec(model, "hypernerv-tiny")
+    np.testing.assert_array_equal(fresh.decode_chunk(encoded.params, middle, 40, 56), encoded.reconstruction[8:16])
+
+
+def test_odd_size_and_overlap(model):
+    rng = np.random.default_rng(2)
+    frames = rng.integers(0, 256, (3, 23, 37, 3), dtype=np.uint8)
+    codec = HyperNervVideoCodec(model, "hypernerv-tiny", overlap=4)
+    encoded = codec.encode(frames, quality=0)
+    assert encoded.params["overlap"] == 4
+    np.testing.assert_array_equal(codec.decode_chunk(encoded.params, encoded.chunks[0], 23, 37), encoded.reconstruction)
+
+
+def test_refine_steps_lower_the_rd_loss(codec, model, clip_frames):
+    clip = torch.from_numpy(clip_frames[:8]).permute(0, 3, 1, 2).float() / 255.0
+    grid = TileGrid(40, 56, 16, 16)
+    tiles = grid.split(clip)  # (B, 8, 3, 16, 16)
+    with torch.no_grad():
+        codes = model.hypernet(tiles)
+    refined = model.refine(codes, tiles, level=3, steps=30, lr=0.05)
+    assert not torch.equal(refined, codes)
+
+    def mse(c: torch.Tensor) -> float:
+        with torch.no_grad():
+            levels = torch.full((c.shape[0],), 3)
+            q, _ = model.token_coder(c * model.gains(levels), training=False)
+            return float(((model._decode_codes(q / model.gains(levels), 8) - tiles) ** 2).mean())
+
+    assert mse(refined) < mse(codes)
+
+
+def test_damaged_payloads_raise_bitstream_error(codec, encoded):
+    chunk = encoded.chunks[0]
+    params = encoded.params
+    cases = [
+        chunk.payload[:5],  # truncated header
+        chunk.payload[:-1],  # truncated strings
+        chunk.payload + b"\x00",  # trailing bytes
+        bytes([9]) + chunk.payload[1:],  # unknown version
+        chunk.payload[:1] + bytes([3]) + chunk.payload[2:],  # quality disagrees with the header
+        chunk.payload[:8] + b"\x00\x00" + chunk.payload[10:],  # wrong code channels
+        chunk.payload[:12] + b"\xff\xff\xff\x7f" + chunk.payload[16:],  # absurd string length
+    ]
+    for payload in cases:
+        with pytest.raises(BitstreamError):
+            codec.decode_chunk(params, ChunkData(0, 8, payload), 40, 56)
+    with pytest.raises(BitstreamError):
+        codec.decode_chunk(params, chunk, 40, 90)  # frame size needs more tiles than coded
+    with pytest.raises(BitstreamError):
+        codec.decode_chunk(params, ChunkData(0, 7, chunk.payload), 40, 56)  # frame count disagrees
+    for key, value in [("quality", 7), ("tile_size", 32), ("clip_len", 0), ("overlap", "2"), ("version", 2)]:
+        with pytest.raises(BitstreamError, match=key):
+            codec.decode_chunk({**params, key: value}, chunk, 40, 56)
+
+
+def test_payload_pack_unpack():
+    clip = CompressedClip([b"abc", b"de"], 2, 5)
+    payload = pack_payload(clip, 7, 4)
+    assert unpack_payload(payload, 7, 4) == clip
+    with pytest.raises(BitstreamError):
+        unpack_payload(payload, 8, 4)
+
+
+_DECODE_SCRIPT = textwrap.dedent(
+    """
+    import json, sys
+    import numpy as np, torch
+    from nvcodec.hypernerv.video import HyperNervVideoCodec
+    from nvcodec.interface import ChunkData
+    from nvcodec.registry import create_model
+    spec = json.load(open(sys.argv[1]))
+    state = torch.load(sys.argv[2])
+    for threads in (1, 2):
+        torch.set_num_threads(threads)
+        model = create_model("hypernerv-tiny").eval()
+        model.load_state_dict(state)
+        model.update_entropy_models()  # CDF tables rebuilt in this process, with this thread count
+        codec = HyperNervVideoCodec(model, "hypernerv-tiny")
+        out = [codec.decode_chunk(spec["params"], ChunkData(a, b, bytes.fromhex(p)), spec["h"], spec["w"]) for a, b, p in spec["chunks"]]
+        np.save(sys.argv[3] + f".{threads}.npy", np.concatenate(out))
+    """
+)
+
+
+def test_bit_exact_in_fresh_process_with_1_and_2_threads(tmp_path, model, encoded):
+    spec = {"params": dict(encoded.params), "h": 40, "w": 56, "chunks": [(c.frame_start, c.frame_stop, c.payload.hex()) for c in encoded.chunks]}
+    (tmp_path / "spec.json").write_text(json.dumps(spec))
+    torch.save(model.state_dict(), tmp_path / "model.pt")
+    (tmp_path / "decode.py").write_text(_DECODE_SCRIPT)
+    out = tmp_path / "decoded"
+    subprocess.run([sys.executable, str(tmp_path / "decode.py"), str(tmp_path / "spec.json"), str(tmp_path / "model.pt"), str(out)], check=True, timeout=120)
+    for threads in (1, 2):
+        np.testing.assert_array_equal(np.load(f"{out}.{threads}.npy"), encoded.reconstruction, err_msg=f"{threads} threads")
+
+
+def test_tiny_config_differs_from_shipped_and_registry_builds_both():
+    tiny = create_model("hypernerv-tiny")
+    assert tiny.config.tiny and tiny.config.tile_size == 16
+    small_config = replace(tiny.config, tiny=False)
+    assert small_config.tile_size == 64 and small_config.quality_levels == 4

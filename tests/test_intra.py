@@ -1,0 +1,255 @@
+"""Intra codec: attention score terms, frequency split, slice layout, exact round trips, bit-exact
+decoding in fresh processes (1 and 2 threads), stream validation, a training smoke run."""
+
+from __future__ import annotations
+
+import dataclasses
+import subprocess
+import sys
+import textwrap
+from pathlib import Path
+
+import numpy as np
+import pytest
+import torch
+
+from nvcodec.codec.analysis import low_frequency_share, slice_low_frequency_shares
+from nvcodec.codec.layers import FrequencyDisentangle, WindowAttention, hadamard_scores
+from nvcodec.codec.model import IntraCodec, IntraConfig
+from nvcodec.codec.video import IntraVideoCodec
+from nvcodec.errors import BitstreamError, EntropyModelNotReadyError, InputError
+from nvcodec.interface import ChunkData
+from nvcodec.registry import create_config, create_model, save_weights
+
+TINY = "intra-tiny"
+
+
+def _tiny_model(seed: int = 0, ready: bool = True) -> IntraCodec:
+    torch.manual_seed(seed)
+    model = create_model(TINY).eval()
+    if ready:
+        model.update_entropy_models()
+    return model
+
+
+@pytest.fixture(scope="module")
+def tiny_codec() -> IntraVideoCodec:
+    return IntraVideoCodec(_tiny_model(), TINY)
+
+
+def _image(height: int, width: int, seed: int = 0) -> np.ndarray:
+    rng = np.random.default_rng(seed)
+    yy, xx = np.mgrid[0:height, 0:width]
+    base = np.stack([xx * 3.0, yy * 2.0, (xx + yy) * 1.5], -1) % 256
+    return np.clip(base + rng.normal(0, 20, base.shape), 0, 255).astype(np.uint8)
+
+
+# -- attention ---------------------------------------------------------------------------------
+def _qk(seed: int = 0) -> tuple[torch.Tensor, torch.Tensor]:
+    gen = torch.Generator().manual_seed(seed)
+    return torch.randn(2, 3, 16, 8, generator=gen), torch.randn(2, 3, 16, 8, generator=gen)
+
+
+def test_query_side_hadamard_term_cancels_in_softmax() -> None:
+    q, k = _qk()
+    p_ek = torch.randn(3, 8) * 5
+    plain = hadamard_scores(q, k)
+    with_ek = hadamard_scores(q, k, p_ek=p_ek)
+    assert not torch.allclose(plain, with_ek)  # the logits do change ...
+    assert torch.allclose(plain.softmax(-1), with_ek.softmax(-1), atol=1e-6)  # ... the attention does not
+
+
+def test_key_side_hadamard_term_and_position_bias_change_attention() -> None:
+    q, k = _qk()
+    plain = hadamard_scores(q, k).softmax(-1)
+    p_eq = torch.randn(3, 8)
+    with_eq = hadamard_scores(q, k, p_eq=p_eq).softmax(-1)
+    assert (plain - with_eq).abs().max() > 1e-2
+    # the p_eq term is exactly p_eq . (q_j * k_j) added to column j
+    manual = q @ k.transpose(-2, -1) + torch.einsum("bhjd,hd->bhj", q * k, p_eq)[:, :, None, :]
+    assert torch.allclose(hadamard_scores(q, k, p_eq=p_eq), manual, atol=1e-5)
+    bias = torch.randn(3, 16, 16)
+    with_bias = hadamard_scores(q, k, bias=bias).softmax(-1)
+    assert (plain - with_bias).abs().max() > 1e-2
+
+
+def test_window_attention_uses_relative_bias_and_hadamard_switch() -> None:
+    torch.manual_seed(0)
+    attention = WindowAttention(16, heads=2, window=4, hadamard=True)
+    bias = attention.relative_bias()
+    assert bias.shape == (2, 16, 16)
+    # b[i - j] depends on the offset only: tokens (0,0)->(0,1) and (1,1)->(1,2) share an entry
+    assert torch.equal(bias[:, 0, 1], bias[:, 5, 6])
+    x = torch.randn(1, 16, 6, 10)  # not a multiple of the window: padded inside
+    before = attention(x)
+    assert before.shape == x.shape
+    with torch.no_grad():
+        attention.p_eq.normal_(0, 1)
+    assert not torch.allclose(before, attention(x))
+    assert WindowAttention(16, heads=2, window=4, hadamard=False).p_eq is None
+
+
+# -- frequency split ---------------------------------------------------------------------------
+def test_low_frequency_share_of_simple_signals() -> None:
+    yy, xx = torch.meshgrid(torch.arange(16.0), torch.arange(16.0), indexing="ij")
+    smooth = torch.cos(2 * torch.pi * xx / 16)  # 1/16 cycles per sample
+    checker = (-1.0) ** (xx + yy)  # 0.5 cycles per sample on both axes
+    shares = low_frequency_share(torch.stack([smooth, checker])[None], cutoff=0.25)
+    assert shares[0] > 0.99 and shares[1] < 0.01
+    per_slice = slice_low_frequency_shares(torch.stack([smooth, smooth, checker])[None], (2, 1))
+    assert [s.channel_stop for s in per_slice] == [2, 3]
+    assert per_slice[0].low_share > 0.99 and per_slice[1].low_share < 0.01
+
+
+def test_frequency_disentangle_puts_low_frequency_first() -> None:
+    torch.manual_seed(0)
+    module = FrequencyDisentangle(16, low_channels=8, high_channels=8)
+    with torch.no_grad():
+        out = module(torch.randn(4, 16, 32, 32))
+    low, high = slice_low_frequency_shares(out, (8, 8), cutoff=0.25)
+    assert low.low_share > 0.8
+    assert low.low_share > high.low_share + 0.3
+
+
+# -- configuration -------------------------------------------------------------------------------
+def test_tiny_config_and_slices() -> None:
+    config = create_config(TINY)
+    assert (config.channels, config.latent_channels, config.slice_sizes, config.hyper_channels) == (16, 32, (4, 4, 8, 16), 16)
+    assert config.coding_slice_sizes == (4, 4, 8, 16) and config.low_channels == 8
+    ablation = dataclasses.replace(config, frequency_order=False)
+    assert ablation.coding_slice_sizes == (8, 8, 8, 8)
+    assert IntraCodec(ablation).slice_coder.slice_sizes == (8, 8, 8, 8)
+    with pytest.raises(ValueError):
+        IntraConfig(latent_channels=32, slice_sizes=(4, 4))
+    assert create_config("intra-small").quality_levels == 6
+
+
+def test_forward_shapes_and_rate_grows_with_quality() -> None:
+    model = _tiny_model().train()
+    x = torch.rand(2, 3, 64, 128)
+    out = model(x, 2)
+    assert out.x_hat.shape == x.shape
+    assert out.y_likelihoods.shape == (2, 32, 4, 8) and out.z_likelihoods.shape == (2, 16, 1, 2)
+    assert float(out.bits().detach()) > 0
+    with torch.no_grad():  # untrained y is tiny: widen the gap between the two levels' gains
+        model.log_gain[5].add_(3.0)
+    model.eval().update_entropy_models()
+    image = torch.from_numpy(_image(64, 96)).permute(2, 0, 1)[None].float() / 255
+    sizes = [model.compress(image, q).num_bytes for q in (0, 5)]
+    assert sizes[1] > sizes[0]
+
+
+# -- coding --------------------------------------------------------------------------------------
+def test_compress_before_update_raises() -> None:
+    model = _tiny_model(ready=False)
+    with pytest.raises(EntropyModelNotReadyError):
+        model.compress(torch.rand(1, 3, 32, 32), 0)
+
+
+@pytest.mark.parametrize("height,width", [(143, 175), (1, 1), (64, 64), (5, 130)])
+def test_round_trip_odd_sizes(tiny_codec: IntraVideoCodec, height: int, width: int) -> None:
+    frames = np.stack([_image(height, width, 0), _image(height, width, 1)])
+    progress: list[int] = []
+    encoded = tiny_codec.encode(frames, 3, progress=progress.append)
+    assert progress == [1, 1] and len(encoded.chunks) == 2
+    assert encoded.reconstruction is not None and encoded.reconstruction.shape == frames.shape
+    for chunk in encoded.chunks:
+        decoded = tiny_codec.decode_chunk(encoded.params, chunk, height, width)
+        assert decoded.shape == (1, height, width, 3) and decoded.dtype == np.uint8
+        assert np.array_equal(decoded[0], encoded.reconstruction[chunk.frame_start])
+
+
+def test_encoder_reconstruction_equals_decompress() -> None:
+    model = _tiny_model()
+    x = torch.rand(1, 3, 70, 90)
+    encoded = model.encode(x, 1)
+    assert torch.equal(encoded.x_hat, model.decompress(encoded.compressed))
+    assert encoded.x_hat.shape == x.shape
+
+
+def test_damaged_chunks_raise_bitstream_error(tiny_codec: IntraVideoCodec) -> None:
+    frames = _image(40, 50)[None]
+    encoded = tiny_codec.encode(frames, 2)
+    payload = encoded.chunks[0].payload
+    bad = {
+        "truncated header": payload[:7],
+        "truncated strings": payload[:-3],
+        "trailing bytes": payload + b"\x00",
+        "bad version": b"\x09" + payload[1:],
+        "other quality": payload[:1] + b"\x05" + payload[2:],
+        "huge length": payload[:16] + b"\xff\xff\xff\x7f" + payload[20:],
+    }
+    for reason, data in bad.items():
+        with pytest.raises(BitstreamError):
+            tiny_codec.decode_chunk(encoded.params, ChunkData(0, 1, data), 40, 50)
+        assert reason
+    with pytest.raises(BitstreamError):
+        tiny_codec.decode_chunk(encoded.params, encoded.chunks[0], 41, 50)  # frame size mismatch
+    with pytest.raises(BitstreamError):
+        tiny_codec.decode_chunk({"quality": 9}, encoded.chunks[0], 40, 50)
+    with pytest.raises(InputError):
+        tiny_codec.encode(frames, 6)
+
+
+_DECODE_SCRIPT = textwrap.dedent(
+    """
+    import sys, numpy as np, torch
+    torch.set_num_threads(int(sys.argv[1]))
+    from nvcodec.codec.video import IntraVideoCodec
+    from nvcodec.interface import ChunkData
+    from nvcodec.registry import load_weights
+    model, name = load_weights(sys.argv[2], "intra-tiny")
+    model.update_entropy_models()
+    payload = open(sys.argv[3], "rb").read()
+    frame = IntraVideoCodec(model, name).decode_chunk({"quality": 4}, ChunkData(0, 1, payload), 96, 120)
+    np.save(sys.argv[4], frame[0])
+    """
+)
+
+
+def test_bit_exact_decode_in_fresh_process(tmp_path: Path) -> None:
+    model = _tiny_model(seed=3)
+    with torch.no_grad():  # push the gains away from init so that the test covers learned-looking values
+        model.log_gain.add_(0.3)
+    weights = tmp_path / "tiny.safetensors"
+    save_weights(model, TINY, weights)
+    codec = IntraVideoCodec(model, TINY)
+    encoded = codec.encode(_image(96, 120, seed=5)[None], 4)
+    stream = tmp_path / "chunk.bin"
+    stream.write_bytes(encoded.chunks[0].payload)
+    script = tmp_path / "decode.py"
+    script.write_text(_DECODE_SCRIPT)
+    for threads in (1, 2):
+        out = tmp_path / f"decoded{threads}.npy"
+        subprocess.run([sys.executable, str(script), str(threads), str(weights), str(stream), str(out)], check=True)
+        assert np.array_equal(np.load(out), encoded.reconstruction[0]), f"{threads} thread(s)"
+
+
+# -- training ------------------------------------------------------------------------------------
+def test_training_smoke(tmp_path: Path) -> None:
+    """Three manual-optimisation steps of IntraSystem on a generated image + video folder."""
+    pytest.importorskip("pytorch_lightning")
+    import pytorch_lightning as pl
+    from PIL import Image
+
+    from nvcodec.io import write_video
+    from nvcodec.train.data import ImageDataModule
+    from nvcodec.train.image import IntraSystem
+
+    Image.fromarray(_image(80, 100)).save(tmp_path / "still.png")
+    write_video(tmp_path / "clip.mp4", np.stack([_image(72, 96, s) for s in range(4)]))
+    data = ImageDataModule(paths=[str(tmp_path)], crop_size=64, batch_size=2, epoch_length=6, video_frame_stride=2)
+    data.setup("fit")
+    assert data.train_set is not None and len(data.train_set.images) == 1 and len(data.train_set.frames) == 2
+    system = IntraSystem(model_name=TINY, model_overrides={"slice_sizes": [8, 8, 8, 8]})
+    assert system.model.config.slice_sizes == (8, 8, 8, 8)
+    before = {k: v.clone() for k, v in system.model.state_dict().items() if "g_a" in k}
+    trainer = pl.Trainer(
+        max_steps=3, accelerator="cpu", logger=False, enable_checkpointing=False, enable_progress_bar=False,
+        enable_model_summary=False, limit_val_batches=0,
+    )
+    trainer.fit(system, datamodule=data)
+    assert trainer.global_step == 3
+    after = system.model.state_dict()
+    assert any(not torch.equal(before[k], after[k]) for k in before)
+    assert all(k.startswith("model.") for k in system.state_dict())

@@ -1,0 +1,92 @@
+"""Lightning system for hypernerv meta-training (``nvcodec train hypernerv --config ...``).
+
+The ``nn.Module`` is ``self.model`` (built through ``nvcodec.registry.create_model``; checkpoint keys
+are ``model.*``). Manual optimisation: the network optimiser minimises ``bpp + lambda[q] * MSE``
+with one quality level ``q`` drawn per clip; the aux optimiser fits the entropy bottleneck's
+quantiles (``aux_loss``). ``train_frames`` < T decodes a random subset of each clip's frames per
+step (the hypernetwork always reads the whole clip).
+"""
+
+from __future__ import annotations
+
+import math
+from typing import Any
+
+import pytorch_lightning as pl
+import torch
+from torch import Tensor
+
+from nvcodec.registry import create_model
+
+__all__ = ["HyperNervSystem"]
+
+
+class HyperNervSystem(pl.LightningModule):
+    def __init__(
+        self,
+        model_name: str = "hypernerv-small",
+        model_overrides: dict[str, Any] | None = None,
+        lr: float = 5e-4,
+        aux_lr: float = 1e-3,
+        weight_decay: float = 0.0,
+        warmup_steps: int = 200,
+        total_steps: int = 10_000,
+        min_lr_ratio: float = 0.05,
+        grad_clip: float = 1.0,
+        train_frames: int | None = None,
+    ) -> None:
+        super().__init__()
+        self.save_hyperparameters()
+        self.automatic_optimization = False
+        self.model = create_model(model_name, **(model_overrides or {}))
+
+    def forward(self, clip: Tensor, levels: Tensor):
+        return self.model(clip, levels)
+
+    def _lr_factor(self, step: int) -> float:
+        hp = self.hparams
+        if step < hp.warmup_steps:
+            return (step + 1) / hp.warmup_steps
+        progress = min(1.0, (step - hp.warmup_steps) / max(1, hp.total_steps - hp.warmup_steps))
+        return hp.min_lr_ratio + (1 - hp.min_lr_ratio) * 0.5 * (1 + math.cos(math.pi * progress))
+
+    def configure_optimizers(self):
+        named = dict(self.model.named_parameters())
+        aux = [p for n, p in named.items() if n.endswith("quantiles")]
+        net = [p for n, p in named.items() if not n.endswith("quantiles")]
+        net_opt = torch.optim.AdamW(net, lr=self.hparams.lr, weight_decay=self.hparams.weight_decay)
+        aux_opt = torch.optim.Adam(aux, lr=self.hparams.aux_lr)
+        return [net_opt, aux_opt]
+
+    def training_step(self, batch: Tensor, batch_idx: int) -> Tensor:
+        """``batch``: (B, T, 3, tile, tile) clips in [0, 1]."""
+        net_opt, aux_opt = self.optimizers()
+        for group in net_opt.param_groups:
+            group["lr"] = self.hparams.lr * self._lr_factor(self.global_step // 2)  # two optimiser steps per batch
+        levels = torch.randint(0, self.model.config.quality_levels, (batch.shape[0],), device=batch.device)
+        frame_index = None
+        if self.hparams.train_frames is not None and self.hparams.train_frames < batch.shape[1]:
+            # Decode a random subset of the frames: halves the decoder's cost, same expected loss.
+            frame_index = torch.randperm(batch.shape[1], device=batch.device)[: self.hparams.train_frames].sort().values
+        output = self.model(batch, levels, frame_index)
+        rd = self.model.rd_loss(output, batch, levels)
+        net_opt.zero_grad()
+        self.manual_backward(rd.loss)
+        self.clip_gradients(net_opt, gradient_clip_val=self.hparams.grad_clip, gradient_clip_algorithm="norm")
+        net_opt.step()
+        aux_loss = self.model.aux_loss()
+        aux_opt.zero_grad()
+        self.manual_backward(aux_loss)
+        aux_opt.step()
+        self.log_dict(
+            {"train/loss": rd.loss.detach(), "train/bpp": rd.bpp.mean().detach(), "train/psnr": rd.psnr.mean().detach(), "train/aux": aux_loss.detach()},
+            prog_bar=True,
+        )
+        return rd.loss.detach()
+
+    def validation_step(self, batch: Tensor, batch_idx: int) -> None:
+        """Rounded codes (as coded), every quality level on the same clips."""
+        for level in range(self.model.config.quality_levels):
+            levels = torch.full((batch.shape[0],), level, dtype=torch.long, device=batch.device)
+            rd = self.model.rd_loss(self.model(batch, levels), batch, levels)
+            self.log_dict({f"val/psnr_q{level}": rd.psnr.mean(), f"val/bpp_q{level}": rd.bpp.mean()}, batch_size=batch.shape[0])

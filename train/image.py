@@ -1,0 +1,105 @@
+"""``IntraSystem``: Lightning training of the intra codec (variable rate, net + aux optimisers).
+
+Loss per batch, with a quality level ``q`` drawn uniformly per batch (one model for all rates)::
+
+    loss = lambdas[q] * 255**2 * MSE(x_hat, x) + bpp_estimate          (compressai convention)
+    aux  = EntropyBottleneck quantile loss                               (own Adam)
+
+Manual optimisation: the net optimiser steps through Lightning (so ``global_step`` counts training
+iterations); the aux optimiser steps the raw torch optimiser so it does not double the step count.
+The net learning rate drops by ``lr_drop_factor`` at ``lr_drop_step``.
+"""
+
+from __future__ import annotations
+
+import math
+from typing import Any
+
+import pytorch_lightning as pl
+import torch
+from torch import Tensor
+
+from nvcodec.registry import create_model
+
+__all__ = ["IntraSystem"]
+
+
+class IntraSystem(pl.LightningModule):
+    """Trains ``create_model(model_name, **model_overrides)`` (stored as ``self.model``)."""
+
+    def __init__(
+        self,
+        model_name: str = "intra-small",
+        model_overrides: dict[str, Any] | None = None,
+        lr: float = 2e-4,
+        aux_lr: float = 1e-3,
+        lr_drop_step: int | None = None,
+        lr_drop_factor: float = 0.1,
+        grad_clip: float = 1.0,
+        log_every: int = 25,
+    ) -> None:
+        super().__init__()
+        self.save_hyperparameters()
+        self.automatic_optimization = False
+        overrides = dict(model_overrides or {})
+        for key, value in list(overrides.items()):
+            if isinstance(value, list):  # YAML lists -> tuples for frozen configs
+                overrides[key] = tuple(value)
+        self.model = create_model(model_name, **overrides)
+        self.lambdas = tuple(self.model.config.lambdas)
+
+    def forward(self, x: Tensor, quality: int) -> Tensor:
+        """x (B, 3, H, W) in [0, 1] -> x_hat (B, 3, H, W)."""
+        return self.model(x, quality).x_hat
+
+    def configure_optimizers(self) -> list[torch.optim.Optimizer]:
+        aux_params = [p for n, p in self.model.named_parameters() if n.endswith(".quantiles")]
+        net_params = [p for n, p in self.model.named_parameters() if not n.endswith(".quantiles")]
+        return [
+            torch.optim.Adam(net_params, lr=self.hparams.lr),
+            torch.optim.Adam(aux_params, lr=self.hparams.aux_lr),
+        ]
+
+    def _current_lr(self) -> float:
+        drop = self.hparams.lr_drop_step
+        if drop is not None and self.global_step >= drop:
+            return self.hparams.lr * self.hparams.lr_drop_factor
+        return self.hparams.lr
+
+    def training_step(self, batch: Tensor, batch_idx: int) -> Tensor:
+        net_opt, aux_opt = self.optimizers()
+        quality = int(torch.randint(0, len(self.lambdas), ()))
+        out = self.model(batch, quality)
+        num_pixels = batch.shape[0] * batch.shape[2] * batch.shape[3]
+        bpp = out.bits() / num_pixels
+        mse = torch.mean((out.x_hat - batch) ** 2)
+        loss = self.lambdas[quality] * 255.0**2 * mse + bpp
+
+        for group in net_opt.param_groups:
+            group["lr"] = self._current_lr()
+        net_opt.zero_grad()
+        self.manual_backward(loss)
+        self.clip_gradients(net_opt, gradient_clip_val=self.hparams.grad_clip, gradient_clip_algorithm="norm")
+        net_opt.step()
+
+        aux_loss = self.model.aux_loss()
+        aux_opt.zero_grad()
+        aux_loss.backward()
+        aux_opt.optimizer.step()  # raw torch step: keeps global_step == training iterations
+
+        if self.global_step % self.hparams.log_every == 0:
+            psnr = -10.0 * math.log10(max(float(mse.detach().clamp(0.0, 1.0)), 1e-10))
+            self.log_dict(
+                {
+                    "train/loss": loss.detach(),
+                    "train/bpp": bpp.detach(),
+                    "train/psnr": psnr,
+                    "train/quality": float(quality),
+                    "train/aux": aux_loss.detach(),
+                    "train/lr": self._current_lr(),
+                },
+                on_step=True,
+                on_epoch=False,
+                prog_bar=True,
+            )
+        return loss.detach()
