@@ -53,6 +53,7 @@ class ModelSpec:
     weights_file: str | None = None  # file name in WEIGHTS_DIR
     quality_levels: int = 0
     description: str = ""
+    storage_dtype: str = "float32"  # "float16" halves the file; tensors load back as float32
 
     @property
     def weights_path(self) -> Path | None:
@@ -86,6 +87,7 @@ MODELS: dict[str, ModelSpec] = {
             weights_file="intra-small.safetensors",
             quality_levels=6,
             description="Hadamard window attention + frequency-disentangled slices, variable rate",
+            storage_dtype="float16",  # 3.7 M parameters: 7.4 MB in float16 (cap: 8 MB per model)
             **_INTRA,
         ),
         ModelSpec(
@@ -170,8 +172,15 @@ def save_weights(model: Any, name: str, path: str | Path) -> str:
     config = model.config
     if type(config).__name__ != spec.config_cls.rpartition(":")[2]:
         raise UnknownModelError(f"model config {type(config).__name__} does not belong to {name!r}")
-    state = {k: v.detach().cpu().contiguous() for k, v in model.state_dict().items()}
+    import torch
+
+    storage = {"float32": torch.float32, "float16": torch.float16}[spec.storage_dtype]
+    state = {
+        k: (v.detach().to(storage) if v.is_floating_point() else v.detach()).cpu().contiguous()
+        for k, v in model.state_dict().items()
+    }
     metadata = {
+        "storage_dtype": spec.storage_dtype,
         "format_version": str(WEIGHTS_FORMAT_VERSION),
         "model": name,
         "codec": spec.codec,
@@ -242,6 +251,7 @@ def load_weights(path: str | Path, name: str | None = None, device: str = "cpu")
     spec = get_spec(file_name)
     config = _config_from_json(_import(spec.config_cls), metadata["config"])
     model = _import(spec.model_cls)(config)
+    # Half-precision files load back into the float32 model (load_state_dict copies with a cast).
     model.load_state_dict(load_file(str(path)), strict=True)
     model.eval().to(device)
     return model, file_name
