@@ -28,6 +28,17 @@ def _ints(text: str) -> tuple[int, ...]:
         raise InputError(f"expected comma-separated integers, got {text!r}") from None
 
 
+def _param_plural(codec: str) -> str:
+    from nvcodec.bench import classical
+
+    return "crfs" if classical.CODECS[codec].param_name == "crf" else "qualities"
+
+
+def _param_flag(codec: str) -> str:
+    """``--x264-crfs``, ``--jpeg-qualities``, ...: one option per classical codec."""
+    return f"--{codec}-{_param_plural(codec)}"
+
+
 def _log(quiet: bool):
     def log(line: str) -> None:
         if not quiet:
@@ -64,13 +75,14 @@ def _build_parser() -> argparse.ArgumentParser:
     rd.add_argument("--models", default="", help="nvcodec model names to use instead of the shipped defaults, e.g. intra-tiny,hypernerv-tiny")
     for name, spec in classical.CODECS.items():
         rd.add_argument(
-            f"--{name}-params", default=None, metavar="LIST",
-            help=f"{name} {spec.param_name}s (default: {','.join(map(str, spec.default_params))})",
+            _param_flag(name), default=None, metavar="LIST",
+            help=f"{name} {_param_plural(name)} (default: {','.join(map(str, spec.default_params))})",
         )
     rd.add_argument("--crfs", default=None, metavar="LIST", help="shorthand: CRFs for both x264 and x265")
     rd.add_argument("--anchor-video", default="x265", help="BD-rate anchor for video inputs (default: x265)")
     rd.add_argument("--anchor-image", default="jpeg", help="BD-rate anchor for image inputs (default: jpeg)")
     rd.add_argument("--device", choices=("cpu", "cuda"), default="cpu", help="device of the nvcodec codecs")
+    rd.add_argument("--no-ms-ssim", action="store_true", help="skip MS-SSIM (recorded as null): a quicker rate/PSNR run")
     rd.add_argument("--out", default="bench-out/rd", help="output folder (default: bench-out/rd)")
     rd.add_argument("--force", action="store_true", help="overwrite results already in --out")
     rd.add_argument("--quiet", "-q", action="store_true", help="no per-point progress lines")
@@ -118,7 +130,7 @@ def _cmd_rd(args: argparse.Namespace, argv: Sequence[str]) -> int:
     if args.crfs:
         params["x264"] = params["x265"] = _ints(args.crfs)
     for name in classical.CODECS:
-        value = getattr(args, f"{name}_params")
+        value = getattr(args, _param_flag(name)[2:].replace("-", "_"))
         if value:
             params[name] = _ints(value)
     if args.frames is not None and args.frames < 1:
@@ -127,11 +139,12 @@ def _cmd_rd(args: argparse.Namespace, argv: Sequence[str]) -> int:
         codecs=tuple(_csv(args.codecs)),
         frames=args.frames,
         crop=rd.parse_size(args.crop) if args.crop else None,
-        models=tuple((name, name) for name in _csv(args.models)),
+        models=tuple(_csv(args.models)),
         params=tuple(params.items()),
         anchor_video=args.anchor_video,
         anchor_image=args.anchor_image,
         device=args.device,
+        ms_ssim=not args.no_ms_ssim,
     )
     results = rd.run_rd(args.inputs, options, log=_log(args.quiet), command=" ".join(["nvcodec", "bench", *argv]))
     paths = rd.write_outputs(results, out)

@@ -266,7 +266,11 @@ def _clip(frames: int, height: int, width: int, seed: int) -> np.ndarray:
     return np.clip(np.round(clip), 0, 255).astype(np.uint8)
 
 
-SEED_SHAPES = ((1, 16, 16), (3, 40, 56), (2, 23, 37), (5, 33, 20))  # (frames, H, W): small and odd
+# (frames, H, W): small and odd sizes; intra decodes cost a model pass per frame, so fewer frames
+SEED_SHAPES = {
+    "intra": ((1, 16, 16), (2, 23, 37), (1, 33, 20), (2, 9, 70)),
+    "hypernerv": ((1, 16, 16), (3, 40, 56), (2, 23, 37), (5, 33, 20)),
+}
 
 
 def fuzz_model(codec: str, prefer_shipped: bool = True) -> str:
@@ -277,11 +281,12 @@ def fuzz_model(codec: str, prefer_shipped: bool = True) -> str:
     return shipped.name if prefer_shipped and shipped.has_weights else f"{codec}-tiny"
 
 
-def seed_streams(codec: str, model: str, shapes=SEED_SHAPES) -> list[bytes]:
+def seed_streams(codec: str, model: str, shapes=None) -> list[bytes]:
     """Valid streams of ``model``: every seed shape, quality levels spread over the range."""
     import nvcodec
     from nvcodec import registry
 
+    shapes = SEED_SHAPES[codec] if shapes is None else shapes
     levels = registry.get_spec(model).quality_levels
     streams = []
     for index, (frames, height, width) in enumerate(shapes):
@@ -405,7 +410,7 @@ def warm_up_models() -> list[str]:
 
 def fuzz_codec(
     codec: str, count: int, seed: int, timeout: float, crash_dir: Path, prefer_shipped: bool = True,
-    log: Callable[[str], None] = print,
+    log: Callable[[str], None] = print, shard: int = 0,
 ) -> FuzzReport:
     model = fuzz_model(codec, prefer_shipped)
     warm_up_models()
@@ -417,7 +422,7 @@ def fuzz_codec(
     report = FuzzReport(codec, model)
     rng = random.Random(seed)
     crash_dir.mkdir(parents=True, exist_ok=True)
-    current = crash_dir / f"current-{codec}.nvc"
+    current = crash_dir / f"current-{codec}-{shard}.nvc"
 
     def on_hang() -> None:
         sys.stderr.write(f"fuzz: a decode hung past {timeout * 3} s; stream kept at {current}\n")
@@ -435,15 +440,65 @@ def fuzz_codec(
         report.outcomes[outcome] += 1
         report.by_mutation.setdefault(kind, Counter())[outcome] += 1
         if outcome.startswith("other") or outcome == "timeout":
-            path = crash_dir / f"{codec}-{index:06d}-{outcome.replace(':', '-')}.nvc"
+            path = crash_dir / f"{codec}-{shard}-{index:06d}-{outcome.replace(':', '-')}.nvc"
             path.write_bytes(stream)
             report.failures.append(f"{path} ({kind} -> {outcome})")
         if time.monotonic() - last_log > 30:
             last_log = time.monotonic()
-            log(f"  {codec}: {index + 1}/{count} streams, {report.bad} bad, {dict(report.outcomes.most_common(4))}")
+            log(f"  {codec}[{shard}]: {index + 1}/{count} streams, {report.bad} bad, {dict(report.outcomes.most_common(4))}")
     current.unlink(missing_ok=True)
     report.seconds = time.monotonic() - started
     return report
+
+
+def _merge(reports: list[FuzzReport]) -> FuzzReport:
+    merged = FuzzReport(reports[0].codec, reports[0].model)
+    for report in reports:
+        merged.tried += report.tried
+        merged.outcomes.update(report.outcomes)
+        for mutation, counts in report.by_mutation.items():
+            merged.by_mutation.setdefault(mutation, Counter()).update(counts)
+        merged.failures += report.failures
+        merged.seconds = max(merged.seconds, report.seconds)
+    return merged
+
+
+def _worker(args: tuple) -> FuzzReport:
+    codec, count, seed, timeout, crash_dir, prefer_shipped, threads, max_memory_gb, shard = args
+    _limit_process(threads, max_memory_gb)
+    return fuzz_codec(codec, count, seed, timeout, crash_dir, prefer_shipped,
+                      log=lambda line: print(line, flush=True), shard=shard)
+
+
+def _limit_process(threads: int, max_memory_gb: float) -> None:
+    import torch
+
+    torch.set_num_threads(threads)
+    faulthandler.enable()
+    if max_memory_gb > 0:  # a giant allocation then fails (and is reported) instead of swapping
+        cap = int(max_memory_gb * (1 << 30))
+        resource.setrlimit(resource.RLIMIT_AS, (cap, resource.getrlimit(resource.RLIMIT_AS)[1]))
+
+
+def run_codec(codec: str, count: int, seed: int, timeout: float, crash_dir: Path, prefer_shipped: bool,
+              threads: int, max_memory_gb: float, jobs: int) -> FuzzReport:
+    """``count`` streams in ``jobs`` worker processes (seeds ``seed * 1000 + shard``), one merged report."""
+    import concurrent.futures
+    import multiprocessing
+
+    if jobs <= 1:
+        _limit_process(threads, max_memory_gb)
+        return fuzz_codec(codec, count, seed, timeout, crash_dir, prefer_shipped, log=lambda line: print(line, flush=True))
+    shares = [count // jobs + (shard < count % jobs) for shard in range(jobs)]
+    tasks = [(codec, n, seed * 1000 + shard, timeout, crash_dir, prefer_shipped, threads, max_memory_gb, shard)
+             for shard, n in enumerate(shares)]
+    context = multiprocessing.get_context("spawn")  # fresh interpreters: no torch state shared by fork
+    with concurrent.futures.ProcessPoolExecutor(jobs, mp_context=context) as pool:
+        try:
+            reports = list(pool.map(_worker, tasks))
+        except concurrent.futures.process.BrokenProcessPool:
+            raise SystemExit(f"a fuzz worker died (crash or hang): see {crash_dir}/current-{codec}-*.nvc") from None
+    return _merge(reports)
 
 
 def _replay(path: Path, timeout: float) -> int:
@@ -472,24 +527,19 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--crash-dir", type=Path, default=Path("fuzz-crashes"))
     parser.add_argument("--max-memory-gb", type=float, default=8.0, help="address-space cap: a giant allocation fails instead of swapping")
     parser.add_argument("--threads", type=int, default=1, help="torch threads")
+    parser.add_argument("--jobs", type=int, default=1, help="worker processes (each takes a share of --count)")
     parser.add_argument("--replay", type=Path, default=None, help="decode one saved stream and print its traceback")
     args = parser.parse_args(argv)
 
-    import torch
-
-    torch.set_num_threads(args.threads)
-    faulthandler.enable()
-    if args.max_memory_gb > 0:
-        cap = int(args.max_memory_gb * (1 << 30))
-        resource.setrlimit(resource.RLIMIT_AS, (cap, resource.getrlimit(resource.RLIMIT_AS)[1]))
     if args.replay is not None:
+        _limit_process(args.threads, args.max_memory_gb)
         return _replay(args.replay, args.timeout)
     codecs = ("intra", "hypernerv") if args.codec == "all" else (args.codec,)
     reports = []
     for codec in codecs:
-        print(f"fuzzing {codec}: {args.count} streams, seed {args.seed}, timeout {args.timeout} s", flush=True)
-        report = fuzz_codec(codec, args.count, args.seed, args.timeout, args.crash_dir, not args.tiny,
-                            log=lambda line: print(line, flush=True))
+        print(f"fuzzing {codec}: {args.count} streams, seed {args.seed}, timeout {args.timeout} s, {args.jobs} job(s)", flush=True)
+        report = run_codec(codec, args.count, args.seed, args.timeout, args.crash_dir, not args.tiny,
+                           args.threads, args.max_memory_gb, args.jobs)
         reports.append(report)
         print("\n".join(report.lines()), flush=True)
     total_bad = sum(r.bad for r in reports)

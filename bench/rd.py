@@ -71,11 +71,12 @@ class RDOptions:
     codecs: tuple[str, ...] = ALL_CODECS
     frames: int | None = None  # first N frames of a video (None: all)
     crop: tuple[int, int] | None = None  # (W, H) centre crop
-    models: tuple[tuple[str, str], ...] = ()  # (codec, model name) overrides of the default model
+    models: tuple[str, ...] = ()  # model names overriding the codecs' default models (one per codec)
     params: tuple[tuple[str, tuple[int, ...]], ...] = ()  # (classical codec, CRFs or qualities)
     anchor_video: str = "x265"
     anchor_image: str = "jpeg"
     device: str = "cpu"
+    ms_ssim: bool = True  # False: skip MS-SSIM (recorded as NaN), for quick rate/PSNR checks
 
     def params_for(self, codec: str) -> tuple[int, ...]:
         return dict(self.params).get(codec, classical.CODECS[codec].default_params)
@@ -188,12 +189,12 @@ def _codec_info(codec: str, model: str | None) -> CodecInfo:
 
 def _point(
     source: LoadedInput, codec: str, model: str, param_name: str, param: int, num_bytes: int,
-    decoded: np.ndarray, encode_seconds: float, decode_seconds: float,
+    decoded: np.ndarray, encode_seconds: float, decode_seconds: float, with_ms_ssim: bool,
 ) -> RDPoint:
     reference = source.frames
     if decoded.shape != reference.shape:
         raise InputError(f"{codec} {param_name}={param} decoded {decoded.shape}, expected {reference.shape}")
-    score = metrics.ms_ssim(reference, decoded)
+    score = metrics.ms_ssim(reference, decoded) if with_ms_ssim else math.nan
     n, h, w = reference.shape[:3]
     return RDPoint(
         input=source.info.name,
@@ -209,7 +210,7 @@ def _point(
         psnr_rgb=metrics.psnr_rgb(reference, decoded),
         psnr_y=metrics.psnr_y(reference, decoded),
         ms_ssim=score,
-        ms_ssim_db=ms_ssim_db(score),
+        ms_ssim_db=ms_ssim_db(score) if with_ms_ssim else math.nan,
         encode_seconds=encode_seconds,
         decode_seconds=decode_seconds,
         encode_fps=n / encode_seconds if encode_seconds > 0 else math.inf,
@@ -217,7 +218,7 @@ def _point(
     )
 
 
-def _classical_points(source: LoadedInput, codec: str, params: Sequence[int]) -> list[RDPoint]:
+def _classical_points(source: LoadedInput, codec: str, params: Sequence[int], with_ms_ssim: bool) -> list[RDPoint]:
     spec = classical.CODECS[codec]
     points = []
     for param in params:
@@ -228,12 +229,12 @@ def _classical_points(source: LoadedInput, codec: str, params: Sequence[int]) ->
         finished = time.perf_counter()
         points.append(
             _point(source, codec, spec.library, spec.param_name, param, stream.num_bytes, decoded,
-                   encoded - started, finished - encoded)
+                   encoded - started, finished - encoded, with_ms_ssim)
         )
     return points
 
 
-def _nvcodec_points(source: LoadedInput, codec: str, model: str, device: str) -> list[RDPoint]:
+def _nvcodec_points(source: LoadedInput, codec: str, model: str, device: str, with_ms_ssim: bool) -> list[RDPoint]:
     import nvcodec
     from nvcodec import registry
 
@@ -253,7 +254,8 @@ def _nvcodec_points(source: LoadedInput, codec: str, model: str, device: str) ->
         if device == "cuda":
             _cuda_sync()
         finished = time.perf_counter()
-        points.append(_point(source, codec, model, "quality", quality, len(stream), decoded, encoded - started, finished - encoded))
+        points.append(_point(source, codec, model, "quality", quality, len(stream), decoded, encoded - started, finished - encoded,
+                             with_ms_ssim))
     return points
 
 
@@ -313,7 +315,9 @@ def run_rd(paths: Sequence[str | os.PathLike], options: RDOptions, log: LogFn | 
         raise InputError(f"unknown codec(s) {', '.join(unknown)}; choose from {', '.join(ALL_CODECS)}")
     if not paths:
         raise InputError("no inputs given")
-    models = resolve_models(options.codecs, [m for _, m in options.models], log)
+    for path in paths:
+        io.probe(path)  # fail on a bad input before hours of work, not after
+    models = resolve_models(options.codecs, options.models, log)
     codecs = tuple(c for c in options.codecs if c not in NVCODEC_CODECS or c in models)
     points: list[RDPoint] = []
     inputs: list[InputInfo] = []
@@ -323,9 +327,9 @@ def run_rd(paths: Sequence[str | os.PathLike], options: RDOptions, log: LogFn | 
         log(f"{name}: {source.info.kind}, {source.info.frames} frame(s) {source.info.width}x{source.info.height}")
         for codec in codecs:
             if codec in NVCODEC_CODECS:
-                new = _nvcodec_points(source, codec, models[codec], options.device)
+                new = _nvcodec_points(source, codec, models[codec], options.device, options.ms_ssim)
             else:
-                new = _classical_points(source, codec, options.params_for(codec))
+                new = _classical_points(source, codec, options.params_for(codec), options.ms_ssim)
             for p in new:
                 log(f"  {codec:<9} {p.setting:<11} {p.bpp:8.4f} bpp  {p.psnr_rgb:6.2f} dB  MS-SSIM {p.ms_ssim:.4f}  "
                     f"enc {p.encode_fps:7.2f} fps  dec {p.decode_fps:7.2f} fps")

@@ -221,12 +221,16 @@ class IntraCodec(nn.Module):
         return self.g_s(y_hat * self._inv_gain(quality))
 
     # -- training --------------------------------------------------------------------------------
-    def forward(self, x: Tensor, quality: int | None = None) -> RDOutput:
-        """x: (B, 3, H, W) in [0, 1], H and W multiples of 64. ``quality`` defaults to the top level."""
+    def forward(self, x: Tensor, quality: int | None = None, noisy_y_hat: bool = False) -> RDOutput:
+        """x: (B, 3, H, W) in [0, 1], H and W multiples of 64. ``quality`` defaults to the top level.
+
+        ``noisy_y_hat``: feed the synthesis ``y + uniform noise`` instead of straight-through rounding
+        (see ``SliceCoder.forward``).
+        """
         quality = self._check_quality(self.config.quality_levels - 1 if quality is None else quality)
         y = self.analysis(x) * self._gain(quality)
         hyper = self.hyperprior(y)
-        sliced = self.slice_coder(y, hyper.mean_support, hyper.scale_support)
+        sliced = self.slice_coder(y, hyper.mean_support, hyper.scale_support, noisy_y_hat)
         x_hat = self.synthesis(sliced.y_hat, quality)
         return RDOutput(x_hat, sliced.likelihoods, hyper.z_likelihoods)
 
@@ -302,10 +306,4 @@ class IntraCodec(nn.Module):
         hyper = self.hyperprior.decompress([compressed.z_string], (h // 4, w // 4))
         y_hat = self.slice_coder.decompress([compressed.y_string], hyper.mean_support, hyper.scale_support)
         return self._reconstruct(y_hat, quality, compressed.image_hw)
-
-
-def bits_per_pixel(output: RDOutput, num_pixels: int) -> Tensor:
-    """Estimated bpp of a batch: total bits / (B * H * W) given ``num_pixels = B * H * W``."""
-    return output.bits() / num_pixels
-
 

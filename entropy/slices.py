@@ -91,11 +91,13 @@ class SliceCoder(nn.Module):
         """Build the quantised CDF tables of the Gaussian conditional."""
         self.gaussian_conditional.update_scale_table(scale_table(), force=force)
 
-    def forward(self, y: Tensor, mean_support: Tensor, scale_support: Tensor) -> SliceOutput:
+    def forward(self, y: Tensor, mean_support: Tensor, scale_support: Tensor, noisy_y_hat: bool = False) -> SliceOutput:
         """Training/estimation path. y, supports: (B, M, h, w).
 
-        Likelihoods use compressai's additive-noise proxy (in training mode); the y_hat fed onward and
-        to the synthesis uses straight-through rounding around the mean, as at test time.
+        Likelihoods use compressai's additive-noise proxy (in training mode). The y_hat fed onward (to
+        later slices, LRP and the synthesis) is ``round(y - mean) + mean`` with a straight-through
+        gradient, as at test time, or with ``noisy_y_hat`` ``y + U(-0.5, 0.5)``: noise keeps the
+        information of a still-small y visible to the decoder and learns much faster early on.
         """
         y_slices = y.split(self.slice_sizes, dim=1)
         decoded: list[Tensor] = []
@@ -104,7 +106,10 @@ class SliceCoder(nn.Module):
             mean, scale = self._gaussian(index, mean_support, scale_support, decoded)
             _, slice_likelihoods = self.gaussian_conditional(y_slice, scale, means=mean)
             likelihoods.append(slice_likelihoods)
-            y_hat_slice = _ste_round(y_slice - mean) + mean
+            if noisy_y_hat:
+                y_hat_slice = y_slice + torch.empty_like(y_slice).uniform_(-0.5, 0.5)
+            else:
+                y_hat_slice = _ste_round(y_slice - mean) + mean
             decoded.append(y_hat_slice + self._lrp(index, mean_support, decoded, y_hat_slice))
         return SliceOutput(torch.cat(decoded, dim=1), torch.cat(likelihoods, dim=1))
 

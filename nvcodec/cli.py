@@ -207,7 +207,15 @@ _COMMANDS = {
 }
 
 
+def _terminate_as_interrupt(signum: int, frame: object) -> None:
+    raise KeyboardInterrupt  # unwind like Ctrl-C, so that temporary outputs are removed
+
+
 def main(argv: Sequence[str] | None = None) -> int:
+    if argv is None:  # run as the program (not called from Python): SIGTERM cleans up like SIGINT
+        import signal
+
+        signal.signal(signal.SIGTERM, _terminate_as_interrupt)
     argv = list(sys.argv[1:] if argv is None else argv)
     from nvcodec.errors import NvcodecError
 

@@ -85,6 +85,16 @@ def ms_ssim(reference: np.ndarray, test: np.ndarray) -> float:
     return float(torch.cat(per_frame).mean())
 
 
+def _gauss_valid(x, gauss, dim: int):
+    """'valid' correlation of ``x`` with the 1-D window ``gauss`` along ``dim`` (-1 or -2)."""
+    win = gauss.numel()
+    size = x.shape[dim] - win + 1
+    out = x.narrow(dim, 0, size) * float(gauss[0])
+    for k in range(1, win):
+        out.add_(x.narrow(dim, k, size), alpha=float(gauss[k]))
+    return out
+
+
 def _ms_ssim_frames(x, y, gauss, weights, scales: int):
     """MS-SSIM per frame and channel: x, y (N, 3, H, W) float64 -> (N, 3); gauss: (win,) 1-D window."""
     import torch
@@ -94,12 +104,9 @@ def _ms_ssim_frames(x, y, gauss, weights, scales: int):
     values = []
     for scale in range(scales):
         maps = torch.cat([x, y, x * x, y * y, x * y], dim=1)  # (N, 15, H, W)
-        # Separable 'valid' Gaussian: along W then along H. unfold + matvec on contiguous rows is
-        # ~10x faster than a float64 grouped conv2d on CPU (which has no optimised double kernel).
-        win = gauss.numel()
-        filtered = maps.unfold(-1, win, 1) @ gauss  # (N, 15, H, W - win + 1)
-        filtered = filtered.transpose(-1, -2).contiguous()  # (N, 15, W', H): filter the last axis again
-        filtered = (filtered.unfold(-1, win, 1) @ gauss).transpose(-1, -2)  # (N, 15, H - win + 1, W')
+        # Separable 'valid' Gaussian: along W, then along H, as sums of shifted slices (no im2col
+        # copy, which blows up memory for wide frames; float64 conv2d has no fast CPU kernel).
+        filtered = _gauss_valid(_gauss_valid(maps, gauss, dim=-1), gauss, dim=-2)  # (N, 15, H', W')
         mu_x, mu_y, exx, eyy, exy = filtered.chunk(5, dim=1)  # each (N, 3, H', W')
         sxx = exx - mu_x**2
         syy = eyy - mu_y**2

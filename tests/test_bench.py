@@ -143,7 +143,7 @@ def test_centre_crop_and_bad_arguments(tiny_video: Path) -> None:
 def test_cli_refuses_to_overwrite_results(tiny_video: Path, tmp_path: Path, capsys: pytest.CaptureFixture) -> None:
     from nvcodec.cli import main
 
-    args = ["bench", "rd", str(tiny_video), "--codecs", "jpeg", "--jpeg-params", "50,90", "--frames", "1", "--out", str(tmp_path), "-q"]
+    args = ["bench", "rd", str(tiny_video), "--codecs", "jpeg", "--jpeg-qualities", "50,90", "--frames", "1", "--out", str(tmp_path), "-q"]
     assert main(args) == 0
     assert "anchor x265 not run" in capsys.readouterr().out
     assert {p.name for p in tmp_path.iterdir()} == {"results.json", "results.csv", "rd.png"}

@@ -262,12 +262,15 @@ def slow(self, *args, **kwargs):
     return original(self, *args, **kwargs)
 patched.{method} = slow
 from nvcodec.cli import main
-sys.exit(main(sys.argv[2:]))
+sys.argv = [sys.argv[0], *sys.argv[2:]]
+sys.exit(main())  # as the program: argv from sys.argv
 """
 
 
-def interrupt_when(tmp_path: Path, script: str, args: list[str], ready, limit: float = 120.0) -> subprocess.CompletedProcess:
-    """Run the CLI with ``script``'s patch, send SIGINT once ``ready(marker_bytes)``; return the result."""
+def interrupt_when(
+    tmp_path: Path, script: str, args: list[str], ready, limit: float = 300.0, signum: int = signal.SIGINT
+) -> subprocess.CompletedProcess:
+    """Run the CLI with ``script``'s patch, send ``signum`` once ``ready(marker_bytes)``; return the result."""
     marker = tmp_path.parent / f"{tmp_path.name}.marker"
     marker.unlink(missing_ok=True)
     proc = subprocess.Popen([sys.executable, "-c", script, str(marker), *args], cwd=tmp_path,
@@ -277,15 +280,17 @@ def interrupt_when(tmp_path: Path, script: str, args: list[str], ready, limit: f
         assert proc.poll() is None, proc.communicate()
         assert time.monotonic() < deadline, "the command never got under way"
         time.sleep(0.05)
-    proc.send_signal(signal.SIGINT)
+    proc.send_signal(signum)
     out, err = proc.communicate(timeout=limit)
     return subprocess.CompletedProcess(proc.args, proc.returncode, out, err)
 
 
-def test_sigint_during_decode_leaves_no_partial_file(streams, tmp_path: Path) -> None:
+@pytest.mark.parametrize("signum", [signal.SIGINT, signal.SIGTERM])
+def test_signal_during_decode_leaves_no_partial_file(streams, tmp_path: Path, signum: int) -> None:
     script = SLOW_CLI.format(module="nvcodec.hypernerv.video", cls="HyperNervVideoCodec", method="decode_chunk", sleep=3)
     # interrupted while the 2nd chunk decodes: the 1st is already in the temporary .mkv
-    result = interrupt_when(tmp_path, script, ["decode", str(streams["hypernerv"]), "-o", "out.mkv"], lambda n: n >= 2)
+    args = ["decode", str(streams["hypernerv"]), "-o", "out.mkv"]
+    result = interrupt_when(tmp_path, script, args, lambda n: n >= 2, signum=signum)
     assert result.returncode == 130, result.stderr
     assert result.stderr.strip().splitlines() == ["nvcodec: interrupted"]
     assert listing(tmp_path) == []

@@ -166,7 +166,7 @@ def test_refine_steps_lower_the_rd_loss(codec, model, clip_frames):
         with torch.no_grad():
             levels = torch.full((c.shape[0],), 3)
             q, _ = model.token_coder(c * model.gains(levels), training=False)
-            return float(((model._decode_codes(q / model.gains(levels), 8) - tiles) ** 2).mean())
+            return float(((model.decode_codes(q / model.gains(levels), 8) - tiles) ** 2).mean())
 
     assert mse(refined) < mse(codes)
 
@@ -240,3 +240,31 @@ def test_tiny_config_differs_from_shipped_and_registry_builds_both():
     assert tiny.config.tiny and tiny.config.tile_size == 16
     small_config = replace(tiny.config, tiny=False)
     assert small_config.tile_size == 64 and small_config.quality_levels == 4
+
+
+def test_rgb_skip_variant_decodes_with_its_spec():
+    model = create_model("hypernerv-tiny", rgb_skips=True)
+    names = [s.name for s in model.layer_specs]
+    assert "rgb0" in names and "rgb1" in names
+    clip = torch.rand(2, 8, 3, 16, 16)
+    output = model(clip, torch.tensor([0, 3]), torch.tensor([1, 6]))
+    assert output.reconstruction.shape == (2, 2, 3, 16, 16)
+    assert 0.0 <= float(output.reconstruction.min()) and float(output.reconstruction.max()) <= 1.0
+
+
+def test_training_system_smoke(tmp_path):
+    from pathlib import Path
+
+    import nvcodec.train
+    from nvcodec.train.cli import build_cli
+
+    config = Path(nvcodec.train.__file__).parent / "configs" / "hypernerv-tiny-test.yaml"
+    cli = build_cli("hypernerv", ["--config", str(config), "--trainer.max_steps", "4", "--trainer.default_root_dir", str(tmp_path)])
+    before = {k: v.clone() for k, v in cli.model.model.state_dict().items()}
+    cli.trainer.fit(cli.model, datamodule=cli.datamodule)
+    assert cli.trainer.global_step == 4  # 2 batches x (network + aux optimiser)
+    after = cli.model.model.state_dict()
+    assert any(not torch.equal(before[k], after[k]) for k in before)
+    assert all(key.startswith("model.") for key in cli.model.state_dict())
+    clip = cli.datamodule.train_set[0]
+    assert clip.shape == (8, 3, 16, 16) and 0.0 <= float(clip.min()) and float(clip.max()) <= 1.0
