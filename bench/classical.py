@@ -6,7 +6,10 @@ real bytes:
 - video codecs (x264, x265, svtav1): the **elementary stream**, i.e. the sum of the encoder's
   packet sizes with no container (Annex B H.264/HEVC with in-band parameter sets, AV1 low-overhead
   OBUs with the sequence header). The decoder is fed exactly these packets and nothing else
-  (no extradata), so the count is complete.
+  (no extradata), so the count is complete. x265 runs with ``info=0``: otherwise it writes its
+  build and full option string as a 2.3 kB SEI into the first packet (metadata, not coded video;
+  the anchors in shared/media/README.md exclude it too). libx264 has no such switch; its option
+  SEI (~0.7 kB) stays in the count.
 - image codecs (jpeg, webp): the whole image **file** (JFIF / RIFF WebP) of each frame, summed over
   frames (a video coded this way is Motion-JPEG-like: every frame on its own).
 
@@ -72,7 +75,7 @@ CODECS: dict[str, ClassicalCodec] = {
         ),
         ClassicalCodec(
             "x265", "video", "libx265", "hevc", "crf", (18, 23, 28, 33, 38),
-            (("preset", "medium"), ("x265-params", "log-level=error")), "HEVC libx265 preset medium, yuv420p, CRF",
+            (("preset", "medium"), ("x265-params", "log-level=error:info=0")), "HEVC libx265 preset medium, yuv420p, CRF, no info SEI",
         ),
         ClassicalCodec(
             "svtav1", "video", "libsvtav1", "libdav1d", "crf", (23, 31, 39, 47, 55),

@@ -12,7 +12,9 @@ models (a few frames at small sizes, so each decode takes milliseconds). Each mu
   so that the damage reaches the codec's payload parser and decoder instead of the CRC check.
 
 Every mutated stream goes through ``nvcodec.decode`` (sometimes a frame range) in this process
-under a wall-clock limit (SIGALRM; a watchdog thread ends the process if a C call ignores it).
+under a time limit: by default this process's CPU time (SIGPROF), so that a busy machine cannot
+pass for a hang; ``--clock wall`` uses wall time. A watchdog thread ends the process (keeping the
+stream) if a C call never lets the timer's handler run.
 The only acceptable outcomes are decoded frames or an ``NvcodecError``; the report counts streams
 by outcome and the exit status is 1 if any other exception or a time-out occurred. Offending
 streams are saved under ``--crash-dir`` for replay (``--replay FILE``).
@@ -307,23 +309,28 @@ class FuzzTimeout(BaseException):
     """Raised in the main thread when one decode overruns its limit (BaseException: not swallowed)."""
 
 
+_CLOCKS = {"cpu": (signal.ITIMER_PROF, signal.SIGPROF), "wall": (signal.ITIMER_REAL, signal.SIGALRM)}
+
+
 @contextlib.contextmanager
-def time_limit(seconds: float) -> Iterator[None]:
-    """Raise ``FuzzTimeout`` in the main thread after ``seconds`` of wall time (SIGALRM)."""
+def time_limit(seconds: float, clock: str = "cpu") -> Iterator[None]:
+    """Raise ``FuzzTimeout`` in the main thread after ``seconds`` of this process's CPU time
+    (``clock="cpu"``: immune to a busy machine stretching wall time) or of wall time ("wall")."""
+    timer, signum = _CLOCKS[clock]
 
-    def on_alarm(signum, frame):
-        raise FuzzTimeout(f"over {seconds} s")
+    def on_expiry(signum, frame):
+        raise FuzzTimeout(f"over {seconds} s of {clock} time")
 
-    previous = signal.signal(signal.SIGALRM, on_alarm)
-    signal.setitimer(signal.ITIMER_REAL, seconds)
+    previous = signal.signal(signum, on_expiry)
+    signal.setitimer(timer, seconds)
     try:
         yield
     finally:
-        signal.setitimer(signal.ITIMER_REAL, 0)
-        signal.signal(signal.SIGALRM, previous)
+        signal.setitimer(timer, 0)
+        signal.signal(signum, previous)
 
 
-def decode_outcome(stream: bytes, rng: random.Random | None = None, timeout: float = 5.0) -> str:
+def decode_outcome(stream: bytes, rng: random.Random | None = None, timeout: float = 5.0, clock: str = "cpu") -> str:
     """Decode ``stream`` (all frames, or a random range) and name the outcome.
 
     "decoded", an ``NvcodecError`` subclass name, "timeout", or "other:<ExceptionType>".
@@ -336,7 +343,7 @@ def decode_outcome(stream: bytes, rng: random.Random | None = None, timeout: flo
         start = rng.randrange(0, 8)
         frames = slice(start, start + rng.randrange(1, 8))
     try:
-        with time_limit(timeout):
+        with time_limit(timeout, clock):
             if rng is not None and rng.random() < 0.1:
                 nvcodec.info(stream)
             result = nvcodec.decode(stream, frames=frames)
@@ -380,18 +387,30 @@ class FuzzReport:
 
 
 class _Watchdog:
-    """Ends the process if one decode runs far past its limit (a C call that ignores SIGALRM)."""
+    """Ends the process if one decode runs far past its limit (a C call that never lets the
+    timer's signal handler run): ``cpu_limit`` seconds of process CPU time, or 10 minutes of wall time."""
 
-    def __init__(self, hard_limit: float, on_expire: Callable[[], None]) -> None:
-        self.hard_limit = hard_limit
+    WALL_LIMIT = 600.0
+
+    def __init__(self, cpu_limit: float, on_expire: Callable[[], None]) -> None:
+        self.cpu_limit = cpu_limit
         self.on_expire = on_expire
-        self.deadline: float | None = None
+        self.started: tuple[float, float] | None = None  # (process CPU time, wall time) at the case's start
         threading.Thread(target=self._watch, daemon=True).start()
+
+    def start(self) -> None:
+        self.started = (time.process_time(), time.monotonic())
+
+    def stop(self) -> None:
+        self.started = None
 
     def _watch(self) -> None:
         while True:
             time.sleep(0.5)
-            if self.deadline is not None and time.monotonic() > self.deadline:
+            started = self.started
+            if started is None:
+                continue
+            if time.process_time() - started[0] > self.cpu_limit or time.monotonic() - started[1] > self.WALL_LIMIT:
                 self.on_expire()
                 os._exit(3)
 
@@ -410,13 +429,13 @@ def warm_up_models() -> list[str]:
 
 def fuzz_codec(
     codec: str, count: int, seed: int, timeout: float, crash_dir: Path, prefer_shipped: bool = True,
-    log: Callable[[str], None] = print, shard: int = 0,
+    log: Callable[[str], None] = print, shard: int = 0, clock: str = "cpu",
 ) -> FuzzReport:
     model = fuzz_model(codec, prefer_shipped)
     warm_up_models()
     seeds = seed_streams(codec, model)
     for stream in seeds:  # the seeds themselves must decode
-        outcome = decode_outcome(stream, timeout=timeout * 4)
+        outcome = decode_outcome(stream, timeout=timeout * 4, clock=clock)
         if outcome != "decoded":
             raise SystemExit(f"seed stream of {model} does not decode: {outcome}")
     report = FuzzReport(codec, model)
@@ -425,7 +444,7 @@ def fuzz_codec(
     current = crash_dir / f"current-{codec}-{shard}.nvc"
 
     def on_hang() -> None:
-        sys.stderr.write(f"fuzz: a decode hung past {timeout * 3} s; stream kept at {current}\n")
+        sys.stderr.write(f"fuzz: a decode hung ({timeout * 3} s CPU or {_Watchdog.WALL_LIMIT:.0f} s wall); stream kept at {current}\n")
 
     watchdog = _Watchdog(timeout * 3, on_hang)
     started = last_log = time.monotonic()
@@ -433,9 +452,9 @@ def fuzz_codec(
         case_rng = random.Random(rng.getrandbits(64))
         kind, stream = mutate(rng.choice(seeds), case_rng)
         current.write_bytes(stream)  # survives a hard crash (segfault, watchdog) for replay
-        watchdog.deadline = time.monotonic() + timeout * 3
-        outcome = decode_outcome(stream, case_rng, timeout)
-        watchdog.deadline = None
+        watchdog.start()
+        outcome = decode_outcome(stream, case_rng, timeout, clock)
+        watchdog.stop()
         report.tried += 1
         report.outcomes[outcome] += 1
         report.by_mutation.setdefault(kind, Counter())[outcome] += 1
@@ -464,10 +483,10 @@ def _merge(reports: list[FuzzReport]) -> FuzzReport:
 
 
 def _worker(args: tuple) -> FuzzReport:
-    codec, count, seed, timeout, crash_dir, prefer_shipped, threads, max_memory_gb, shard = args
+    codec, count, seed, timeout, crash_dir, prefer_shipped, threads, max_memory_gb, shard, clock = args
     _limit_process(threads, max_memory_gb)
     return fuzz_codec(codec, count, seed, timeout, crash_dir, prefer_shipped,
-                      log=lambda line: print(line, flush=True), shard=shard)
+                      log=lambda line: print(line, flush=True), shard=shard, clock=clock)
 
 
 def _limit_process(threads: int, max_memory_gb: float) -> None:
@@ -481,16 +500,16 @@ def _limit_process(threads: int, max_memory_gb: float) -> None:
 
 
 def run_codec(codec: str, count: int, seed: int, timeout: float, crash_dir: Path, prefer_shipped: bool,
-              threads: int, max_memory_gb: float, jobs: int) -> FuzzReport:
+              threads: int, max_memory_gb: float, jobs: int, clock: str = "cpu") -> FuzzReport:
     """``count`` streams in ``jobs`` worker processes (seeds ``seed * 1000 + shard``), one merged report."""
     import concurrent.futures
     import multiprocessing
 
     if jobs <= 1:
         _limit_process(threads, max_memory_gb)
-        return fuzz_codec(codec, count, seed, timeout, crash_dir, prefer_shipped, log=lambda line: print(line, flush=True))
+        return fuzz_codec(codec, count, seed, timeout, crash_dir, prefer_shipped, log=lambda line: print(line, flush=True), clock=clock)
     shares = [count // jobs + (shard < count % jobs) for shard in range(jobs)]
-    tasks = [(codec, n, seed * 1000 + shard, timeout, crash_dir, prefer_shipped, threads, max_memory_gb, shard)
+    tasks = [(codec, n, seed * 1000 + shard, timeout, crash_dir, prefer_shipped, threads, max_memory_gb, shard, clock)
              for shard, n in enumerate(shares)]
     context = multiprocessing.get_context("spawn")  # fresh interpreters: no torch state shared by fork
     with concurrent.futures.ProcessPoolExecutor(jobs, mp_context=context) as pool:
@@ -509,7 +528,7 @@ def _replay(path: Path, timeout: float) -> int:
     stream = path.read_bytes()
     warm_up_models()
     try:
-        with time_limit(timeout):
+        with time_limit(timeout, "cpu"):
             frames = nvcodec.decode(stream)
         print(f"decoded {frames.shape}")
     except Exception:  # noqa: BLE001
@@ -522,7 +541,9 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--codec", choices=("intra", "hypernerv", "all"), default="all")
     parser.add_argument("--count", type=int, default=1000, help="mutated streams per codec")
     parser.add_argument("--seed", type=int, default=0)
-    parser.add_argument("--timeout", type=float, default=5.0, help="seconds per decode")
+    parser.add_argument("--timeout", type=float, default=5.0, help="seconds per decode (see --clock)")
+    parser.add_argument("--clock", choices=("cpu", "wall"), default="cpu",
+                        help="time-out on this process's CPU time (default: a loaded machine can't fake a hang) or wall time")
     parser.add_argument("--tiny", action="store_true", help="use the tiny test models even if shipped weights exist")
     parser.add_argument("--crash-dir", type=Path, default=Path("fuzz-crashes"))
     parser.add_argument("--max-memory-gb", type=float, default=8.0, help="address-space cap: a giant allocation fails instead of swapping")
@@ -537,9 +558,9 @@ def main(argv: list[str] | None = None) -> int:
     codecs = ("intra", "hypernerv") if args.codec == "all" else (args.codec,)
     reports = []
     for codec in codecs:
-        print(f"fuzzing {codec}: {args.count} streams, seed {args.seed}, timeout {args.timeout} s, {args.jobs} job(s)", flush=True)
+        print(f"fuzzing {codec}: {args.count} streams, seed {args.seed}, timeout {args.timeout} s ({args.clock}), {args.jobs} job(s)", flush=True)
         report = run_codec(codec, args.count, args.seed, args.timeout, args.crash_dir, not args.tiny,
-                           args.threads, args.max_memory_gb, args.jobs)
+                           args.threads, args.max_memory_gb, args.jobs, args.clock)
         reports.append(report)
         print("\n".join(report.lines()), flush=True)
     total_bad = sum(r.bad for r in reports)

@@ -210,10 +210,17 @@ def main(argv: list[str] | None = None) -> int:
     forward = report["encode_speed"][0]
     if not args.skip_baseline:
         torch.manual_seed(0)
-        baseline = fit_per_video_nerv(speed_frames, codec.model.config.decoder, args.baseline_budget, target_psnr=forward["psnr_rgb"])
+        # Train until the best encode-speed row's PSNR (or the budget), so every row gets the
+        # baseline time to the same PSNR.
+        best = max(row["psnr_rgb"] for row in report["encode_speed"])
+        baseline = fit_per_video_nerv(speed_frames, codec.model.config.decoder, args.baseline_budget, target_psnr=best)
+        for row in report["encode_speed"]:
+            reached = next((p for p in baseline.points if p.psnr >= row["psnr_rgb"]), None)
+            row["baseline_s_to_same_psnr"] = reached.train_seconds if reached else None
+            row["speedup_vs_baseline"] = (reached.train_seconds / row["encode_s"]) if reached else None
         reached = next((p for p in baseline.points if p.psnr >= forward["psnr_rgb"]), None)
         report["baseline"] = {
-            "description": "per-tile NeRV decoders (same architecture) trained from scratch on this video, Adam, 8 frames/step",
+            "description": "per-tile NeRV decoders (same architecture) trained from scratch on these frames, Adam lr 2e-3, 8 frames/step",
             "num_params": baseline.num_params,
             "points": [{"train_s": p.train_seconds, "steps": p.steps, "psnr_rgb": p.psnr} for p in baseline.points],
             "target_psnr": forward["psnr_rgb"],

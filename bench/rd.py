@@ -130,7 +130,7 @@ def load_input(path: str | os.PathLike, frames: int | None, crop: tuple[int, int
 
 
 def _unique_names(paths: Sequence[str | os.PathLike]) -> list[str]:
-    """File stems, made unique with the suffix (then an index) where two inputs share a stem."""
+    """File stems; where two inputs share a stem, their file names (then trailing "+" marks) instead."""
     stems = [Path(p).stem for p in paths]
     names = []
     for path, stem in zip(paths, stems):

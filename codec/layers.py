@@ -149,6 +149,5 @@ class FrequencyDisentangle(nn.Module):
         """x: (B, C, H, W) -> (B, low_channels + high_channels, H, W)."""
         pooled = F.avg_pool2d(x, self.factor, ceil_mode=True, count_include_pad=False)
         low = F.interpolate(self.low(pooled), size=x.shape[-2:], mode="bilinear", align_corners=False)
-        up = F.interpolate(pooled, size=x.shape[-2:], mode="bilinear", align_corners=False)
-        high = self.high(x - up)
+        high = self.high(x - lowpass(x, self.factor))
         return torch.cat([low, high], dim=1)

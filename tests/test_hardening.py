@@ -255,8 +255,9 @@ import pathlib, sys, time, warnings
 warnings.filterwarnings("ignore", category=FutureWarning, module="torch")  # as cli.main does, but before our import
 from {module} import {cls} as patched
 original = patched.{method}
+marker_path = sys.argv[1]
 def slow(self, *args, **kwargs):
-    with open(sys.argv[1], "ab") as marker:  # one byte per call: the parent sees progress
+    with open(marker_path, "ab") as marker:  # one byte per call: the parent sees progress
         marker.write(b".")
     time.sleep({sleep})
     return original(self, *args, **kwargs)

@@ -4,7 +4,8 @@ The ``nn.Module`` is ``self.model`` (built through ``nvcodec.registry.create_mod
 are ``model.*``). Manual optimisation: the network optimiser minimises ``bpp + lambda[q] * MSE``
 with one quality level ``q`` drawn per clip; the aux optimiser fits the entropy bottleneck's
 quantiles (``aux_loss``). ``train_frames`` < T decodes a random subset of each clip's frames per
-step (the hypernetwork always reads the whole clip).
+step (the hypernetwork always reads the whole clip). ``init_checkpoint`` starts from another run's
+``model.*`` weights (fine-tuning with fresh optimisers), unlike ``--ckpt_path`` which resumes a run.
 """
 
 from __future__ import annotations
@@ -34,11 +35,16 @@ class HyperNervSystem(pl.LightningModule):
         min_lr_ratio: float = 0.05,
         grad_clip: float = 1.0,
         train_frames: int | None = None,
+        init_checkpoint: str | None = None,
     ) -> None:
         super().__init__()
         self.save_hyperparameters()
         self.automatic_optimization = False
         self.model = create_model(model_name, **(model_overrides or {}))
+        if init_checkpoint:
+            # Fine-tuning: start from another run's weights with fresh optimisers and schedule.
+            state = torch.load(init_checkpoint, map_location="cpu", weights_only=False)["state_dict"]
+            self.model.load_state_dict({k[len("model.") :]: v for k, v in state.items() if k.startswith("model.")}, strict=True)
 
     def forward(self, clip: Tensor, levels: Tensor):
         return self.model(clip, levels)
