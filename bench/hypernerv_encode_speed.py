@@ -35,7 +35,7 @@ from nvcodec.geometry import TileGrid
 from nvcodec.hypernerv.baseline import fit_per_video_nerv
 from nvcodec.hypernerv.model import CompressedClip
 
-DEFAULT_VIDEO = "/work/shared/media/carphone_pristine.mp4"
+DEFAULT_VIDEO = "../shared/media/carphone_pristine.mp4"
 
 
 def _timed(fn):

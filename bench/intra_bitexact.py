@@ -1,6 +1,6 @@
 """Bit-exactness check of the intra codec: encode here, decode in fresh processes with 1 and 2 threads.
 
-    python -m nvcodec.bench.intra_bitexact --model intra-small --images /work/shared/media
+    python -m nvcodec.bench.intra_bitexact --model intra-small --images ../shared/media
 
 Every image is encoded at every quality level (``--encode-threads``); each fresh decoder process
 loads the shipped weights itself, decodes every chunk with ``torch.set_num_threads(n)`` and reports
@@ -46,7 +46,7 @@ def _decode_all(model: str, folder: Path, threads: int) -> dict[str, str]:
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--model", default="intra-small")
-    parser.add_argument("--images", default="/work/shared/media")
+    parser.add_argument("--images", default="../shared/media")
     parser.add_argument("--encode-threads", type=int, default=1)
     parser.add_argument("--threads", type=int, nargs="+", default=[1, 2])
     parser.add_argument("--decode-dir", help=argparse.SUPPRESS)  # internal: decoder process mode

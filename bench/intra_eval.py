@@ -6,7 +6,7 @@ PSNR-RGB of the *decoded* frame (decoded from the bytes, and checked equal to th
 reconstruction). JPEG: Pillow at qualities 5..95 (default 4:2:0 subsampling), bytes = the whole
 file. BD-rate (``bench/bdrate.py``) of intra vs JPEG per image, and the mean over images.
 
-    python -m nvcodec.bench.intra_eval --checkpoint /work/runs/intra-small/checkpoints/last.ckpt
+    python -m nvcodec.bench.intra_eval --checkpoint runs/intra-small/checkpoints/last.ckpt
     python -m nvcodec.bench.intra_eval --model intra-small            # shipped weights
     python -m nvcodec.bench.intra_eval --checkpoint ABLATION.ckpt --anchor-checkpoint REF.ckpt --no-jpeg
 
@@ -39,7 +39,7 @@ from nvcodec.registry import create_model, load_codec
 
 __all__ = ["RDPoint", "ImageBDRate", "Timing", "load_checkpoint_model", "intra_points", "jpeg_points", "time_codec", "main"]
 
-DEFAULT_IMAGES = "/work/shared/media"
+DEFAULT_IMAGES = "../shared/media"
 JPEG_QUALITIES = tuple(range(5, 100, 5))
 
 

@@ -68,7 +68,7 @@ class HyperNervSystem(pl.LightningModule):
         """``batch``: (B, T, 3, tile, tile) clips in [0, 1]."""
         net_opt, aux_opt = self.optimizers()
         for group in net_opt.param_groups:
-            group["lr"] = self.hparams.lr * self._lr_factor(self.global_step // 2)  # two optimiser steps per batch
+            group["lr"] = self.hparams.lr * self._lr_factor(self.global_step)
         levels = torch.randint(0, self.model.config.quality_levels, (batch.shape[0],), device=batch.device)
         frame_index = None
         if self.hparams.train_frames is not None and self.hparams.train_frames < batch.shape[1]:
@@ -83,7 +83,7 @@ class HyperNervSystem(pl.LightningModule):
         aux_loss = self.model.aux_loss()
         aux_opt.zero_grad()
         self.manual_backward(aux_loss)
-        aux_opt.step()
+        aux_opt.optimizer.step()  # raw torch step: keeps global_step == training batches
         self.log_dict(
             {"train/loss": rd.loss.detach(), "train/bpp": rd.bpp.mean().detach(), "train/psnr": rd.psnr.mean().detach(), "train/aux": aux_loss.detach()},
             prog_bar=True,
