@@ -219,7 +219,7 @@ def main(argv: list[str] | None = None) -> int:
         out.mkdir(parents=True, exist_ok=True)
         payload = {
             "source": label,
-            "points": [asdict(p) for p in points],
+            "points": [asdict(p) for p in points + jpeg],
             "bd_rate_vs_jpeg": [asdict(r) for r in results],
             "bd_rate_vs_anchor": [asdict(r) for r in anchor_results],
             "slice_low_frequency_share": spectrum,
@@ -229,7 +229,7 @@ def main(argv: list[str] | None = None) -> int:
         with open(out / "rd.csv", "w", newline="") as handle:
             writer = csv.DictWriter(handle, fieldnames=list(asdict(points[0]).keys()))
             writer.writeheader()
-            writer.writerows(asdict(p) for p in points)
+            writer.writerows(asdict(p) for p in points + jpeg)
     return 0
 
 
