@@ -96,11 +96,6 @@ class IntraVideoCodec(VideoCodec):
     def quality_levels(self) -> int:
         return self.model.config.quality_levels
 
-    def _check_quality(self, quality: int) -> int:
-        if isinstance(quality, bool) or not isinstance(quality, (int, np.integer)) or not 0 <= quality < self.quality_levels:
-            raise InputError(f"quality {quality!r} out of range 0..{self.quality_levels - 1} for {self.model_name}")
-        return int(quality)
-
     def encode(
         self,
         frames: np.ndarray,
@@ -110,7 +105,7 @@ class IntraVideoCodec(VideoCodec):
         progress: ProgressFn | None = None,
     ) -> EncodedVideo:
         """``frames``: (T, H, W, 3) uint8. ``refine_steps`` is ignored (no per-image optimisation)."""
-        quality = self._check_quality(quality)
+        quality = self.check_quality(quality)
         if frames.ndim != 4 or frames.shape[-1] != 3 or frames.dtype != np.uint8 or min(frames.shape[:3]) < 1:
             raise InputError(f"expected uint8 frames (T, H, W, 3), got {frames.dtype} {frames.shape}")
         if max(frames.shape[1:3]) > MAX_SIDE - 1:

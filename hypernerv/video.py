@@ -129,8 +129,7 @@ class HyperNervVideoCodec(VideoCodec):
         """``frames``: (T, H, W, 3) uint8 RGB -> one chunk per clip of ``clip_len`` frames."""
         if not isinstance(frames, np.ndarray) or frames.dtype != np.uint8 or frames.ndim != 4 or frames.shape[-1] != 3 or min(frames.shape[:3]) < 1:
             raise InputError(f"frames must be a (T, H, W, 3) uint8 array, got {getattr(frames, 'dtype', type(frames))} {getattr(frames, 'shape', '')}")
-        if not isinstance(quality, int) or not 0 <= quality < self.quality_levels:
-            raise InputError(f"quality {quality!r} outside 0..{self.quality_levels - 1} for {self.model_name}")
+        quality = self.check_quality(quality)
         if not isinstance(refine_steps, int) or not 0 <= refine_steps <= MAX_REFINE_STEPS:
             raise InputError(f"refine_steps {refine_steps!r} outside 0..{MAX_REFINE_STEPS}")
         params = self._params(quality, refine_steps)

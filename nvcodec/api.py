@@ -206,11 +206,7 @@ def _encode_video(
     if refine_steps < 0 or refine_steps > 100_000:
         raise InputError(f"--refine-steps {refine_steps} outside 0..100000")
     adapter = registry.load_codec(model_name, device, allow_untrained=not spec.weights_file)
-    levels = adapter.quality_levels
-    if quality is None:
-        quality = levels // 2
-    if not 0 <= quality < levels:
-        raise InputError(f"quality {quality} outside 0..{levels - 1} for model {model_name!r}")
+    quality = adapter.check_quality(adapter.quality_levels // 2 if quality is None else quality)
     encoded = adapter.encode(source.frames, quality, refine_steps=refine_steps, progress=progress)
     stream = container.pack_stream(
         codec=codec,

@@ -62,6 +62,14 @@ class VideoCodec(ABC):
     def quality_levels(self) -> int:
         """Number of shipped rate points; valid ``quality`` values are ``0 .. quality_levels - 1``."""
 
+    def check_quality(self, quality: int) -> int:
+        """``quality`` as an int in ``0 .. quality_levels - 1``, else ``InputError`` naming it."""
+        from nvcodec.errors import InputError
+
+        if isinstance(quality, bool) or not isinstance(quality, (int, np.integer)) or not 0 <= quality < self.quality_levels:
+            raise InputError(f"quality {quality!r} outside 0..{self.quality_levels - 1} for model {self.model_name!r}")
+        return int(quality)
+
     @abstractmethod
     def encode(
         self,
