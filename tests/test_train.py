@@ -86,3 +86,24 @@ def test_export_refuses_wrong_codec(tmp_path: Path) -> None:
 def test_unknown_training_kind_is_bad_input(tmp_path: Path) -> None:
     result = subprocess.run([sys.executable, "-m", "nvcodec.cli", "train", "audio"], cwd=tmp_path, capture_output=True, text=True)
     assert result.returncode == 2 and "unknown training kind" in result.stderr
+
+
+@pytest.mark.parametrize("config", sorted(p.name for p in CONFIGS.glob("*.yaml")))
+def test_shipped_configs_name_only_real_arguments(config: str) -> None:
+    """Every key of a shipped config is a parameter of the system / data module / Trainer it feeds
+    (a typo would otherwise only show up when someone starts a long run)."""
+    import inspect
+
+    import pytorch_lightning as pl
+    import yaml
+
+    from nvcodec.train.cli import TRAINERS, _import
+
+    kind = "image" if config.startswith("intra-") else "hypernerv"
+    system, data = (_import(path) for path in TRAINERS[kind])
+    values = yaml.safe_load((CONFIGS / config).read_text())
+    assert set(values) <= {"seed_everything", "trainer", "model", "data"}, config
+    for section, target in (("trainer", pl.Trainer), ("model", system), ("data", data)):
+        accepted = set(inspect.signature(target.__init__).parameters) - {"self"}
+        unknown = set(values.get(section) or {}) - accepted
+        assert not unknown, f"{config}: {section} does not take {sorted(unknown)}"
