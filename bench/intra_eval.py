@@ -35,7 +35,7 @@ from nvcodec.codec.model import IntraCodec
 from nvcodec.codec.video import IntraVideoCodec
 from nvcodec.io import read_video
 from nvcodec.metrics import psnr_rgb
-from nvcodec.registry import create_model, load_codec
+from nvcodec.registry import load_codec
 
 __all__ = ["RDPoint", "ImageBDRate", "Timing", "load_checkpoint_model", "intra_points", "jpeg_points", "time_codec", "main"]
 
@@ -72,14 +72,10 @@ class Timing:
 
 
 def load_checkpoint_model(path: str | Path) -> IntraCodec:
-    """Rebuild the model of a Lightning checkpoint of ``IntraSystem`` (keys ``model.*``)."""
-    state = torch.load(path, map_location="cpu", weights_only=False)
-    hparams = state.get("hyper_parameters", {})
-    overrides = {k: tuple(v) if isinstance(v, list) else v for k, v in dict(hparams.get("model_overrides") or {}).items()}
-    model = create_model(hparams.get("model_name", "intra-small"), **overrides)
-    weights = {k[len("model.") :]: v for k, v in state["state_dict"].items() if k.startswith("model.")}
-    model.load_state_dict(weights)
-    model.eval()
+    """Rebuild the model of a Lightning checkpoint of ``IntraSystem``, ready to code."""
+    from nvcodec.train.export import load_checkpoint
+
+    model = load_checkpoint(path, codec="intra")
     model.update_entropy_models()
     return model
 

@@ -8,11 +8,12 @@ from __future__ import annotations
 
 import json
 from pathlib import Path
+from typing import Any
 
 from nvcodec import registry
 from nvcodec.errors import InputError
 
-__all__ = ["export_checkpoint", "update_manifest"]
+__all__ = ["export_checkpoint", "load_checkpoint", "model_state", "update_manifest"]
 
 
 def update_manifest(weights_dir: Path, file_name: str, digest: str) -> None:
@@ -25,29 +26,47 @@ def update_manifest(weights_dir: Path, file_name: str, digest: str) -> None:
     tmp.replace(path)
 
 
-def export_checkpoint(
-    checkpoint: str | Path, name: str, weights_dir: str | Path | None = None, force: bool = False
-) -> tuple[Path, str]:
-    """Load a Lightning checkpoint, rebuild its model, write ``NAME.safetensors``; return (path, sha256)."""
+def model_state(state_dict: dict[str, Any]) -> dict[str, Any]:
+    """A training system's state dict -> its ``model``'s state dict (keys ``model.*`` unprefixed)."""
+    return {k[len("model.") :]: v for k, v in state_dict.items() if k.startswith("model.")}
+
+
+def load_checkpoint(checkpoint: str | Path, codec: str | None = None) -> Any:
+    """Read a Lightning checkpoint of any training system here -> its model, in eval mode.
+
+    The model is rebuilt with the checkpoint's ``model_overrides`` (YAML lists become tuples, as the
+    systems do) and gets the checkpoint's weights. Raises ``InputError`` for a missing or unreadable file,
+    or when ``codec`` is given and the checkpoint trained a model of another codec.
+    """
     import torch
 
     checkpoint = Path(checkpoint)
     if not checkpoint.is_file():
         raise InputError(f"checkpoint not found: {checkpoint}")
-    spec = registry.get_spec(name)
     try:
         state = torch.load(checkpoint, map_location="cpu", weights_only=False)
     except Exception as exc:  # torch raises many types for a damaged file
         raise InputError(f"cannot read checkpoint {checkpoint}: {exc}") from None
     hparams = state.get("hyper_parameters", {})
     trained_name = hparams.get("model_name")
-    if trained_name is None or registry.get_spec(trained_name).codec != spec.codec:
-        raise InputError(f"checkpoint {checkpoint} trained {trained_name!r}, not a {spec.codec} model like {name!r}")
-    overrides = dict(hparams.get("model_overrides") or {})
+    if trained_name is None or (codec is not None and registry.get_spec(trained_name).codec != codec):
+        raise InputError(f"checkpoint {checkpoint} trained {trained_name!r}, not a {codec or 'registered'} model")
+    overrides = {k: tuple(v) if isinstance(v, list) else v for k, v in dict(hparams.get("model_overrides") or {}).items()}
     model = registry.create_model(trained_name, **overrides)
-    model_state = {k[len("model.") :]: v for k, v in state["state_dict"].items() if k.startswith("model.")}
-    model.load_state_dict(model_state, strict=True)
+    model.load_state_dict(model_state(state["state_dict"]), strict=True)
     model.eval()
+    return model
+
+
+def export_checkpoint(
+    checkpoint: str | Path, name: str, weights_dir: str | Path | None = None, force: bool = False
+) -> tuple[Path, str]:
+    """Load a Lightning checkpoint, rebuild its model, write ``NAME.safetensors``; return (path, sha256).
+
+    Floating tensors are stored in the registered model's ``storage_dtype`` (``save_weights``).
+    """
+    spec = registry.get_spec(name)
+    model = load_checkpoint(checkpoint, codec=spec.codec)
     weights_dir = Path(weights_dir) if weights_dir else registry.WEIGHTS_DIR
     path = weights_dir / (spec.weights_file or f"{name}.safetensors")
     if path.exists() and not force:

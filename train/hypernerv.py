@@ -43,8 +43,10 @@ class HyperNervSystem(pl.LightningModule):
         self.model = create_model(model_name, **(model_overrides or {}))
         if init_checkpoint:
             # Fine-tuning: start from another run's weights with fresh optimisers and schedule.
+            from nvcodec.train.export import model_state
+
             state = torch.load(init_checkpoint, map_location="cpu", weights_only=False)["state_dict"]
-            self.model.load_state_dict({k[len("model.") :]: v for k, v in state.items() if k.startswith("model.")}, strict=True)
+            self.model.load_state_dict(model_state(state), strict=True)
 
     def forward(self, clip: Tensor, levels: Tensor):
         return self.model(clip, levels)

@@ -15,17 +15,15 @@ straight-through rounding around the mean (as at test time).
 from __future__ import annotations
 
 import math
-from pathlib import Path
 from typing import Any
 
 import pytorch_lightning as pl
 import torch
 from torch import Tensor
 
-from nvcodec import registry
 from nvcodec.registry import create_model
 
-__all__ = ["IntraSystem", "export_intra_weights"]
+__all__ = ["IntraSystem"]
 
 
 class IntraSystem(pl.LightningModule):
@@ -109,29 +107,3 @@ class IntraSystem(pl.LightningModule):
             )
         return loss.detach()
 
-
-def export_intra_weights(
-    checkpoint: str | Path, name: str = "intra-small", weights_dir: str | Path | None = None, half: bool = True
-) -> tuple[Path, str]:
-    """Checkpoint of ``IntraSystem`` -> ``weights_dir/<name>.safetensors`` (+ MANIFEST.json entry).
-
-    Like ``nvcodec export`` but stores floating tensors as float16 (``half``) to halve the file
-    (3.7 M parameters: 7.4 MB instead of 14.9 MB; the CDF tables are rebuilt at load time); they are cast back to float32 when loaded, so both
-    encoder and decoder compute in float32 with the same (rounded) weights. Returns (path, sha256).
-    """
-    from nvcodec.train.export import update_manifest
-
-    state = torch.load(checkpoint, map_location="cpu", weights_only=False)
-    hparams = state.get("hyper_parameters", {})
-    overrides = {k: tuple(v) if isinstance(v, list) else v for k, v in dict(hparams.get("model_overrides") or {}).items()}
-    model = create_model(hparams.get("model_name", name), **overrides)
-    model.load_state_dict({k[len("model.") :]: v for k, v in state["state_dict"].items() if k.startswith("model.")})
-    model.eval()
-    if half:
-        model.half()  # floating parameters/buffers only
-    # CDF tables are not stored (they stay empty): ``load_codec`` rebuilds them with update()
-    weights_dir = Path(weights_dir) if weights_dir else registry.WEIGHTS_DIR
-    path = weights_dir / (registry.get_spec(name).weights_file or f"{name}.safetensors")
-    digest = registry.save_weights(model, name, path)
-    update_manifest(weights_dir, path.name, digest)
-    return path, digest
