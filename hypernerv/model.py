@@ -55,6 +55,7 @@ class HyperNervConfig:
     patch_size: int = 8
     code_channels: int = 16
     token_hidden: int = 64
+    spatial_tokens: bool = False
     # rate: loss = bpp + lambda * MSE (MSE on [0, 1] RGB), one lambda per quality level
     lambdas: tuple[float, ...] = (30.0, 90.0, 270.0, 810.0)
 
@@ -68,8 +69,10 @@ class HyperNervConfig:
     def hypernet(self) -> HypernetConfig:
         tile = self.decoder.tile_size
         if self.tiny:
-            return HypernetConfig(dim=32, depth=1, heads=2, tubelet_frames=2, patch_size=4, clip_len=self.clip_len, tile_size=tile, code_channels=4, token_hidden=8)
-        return HypernetConfig(self.dim, self.depth, self.heads, self.tubelet_frames, self.patch_size, self.clip_len, tile, self.code_channels, self.token_hidden)
+            return HypernetConfig(dim=32, depth=1, heads=2, tubelet_frames=2, patch_size=4, clip_len=self.clip_len, tile_size=tile, code_channels=4, token_hidden=8, spatial_tokens=self.spatial_tokens)
+        return HypernetConfig(
+            self.dim, self.depth, self.heads, self.tubelet_frames, self.patch_size, self.clip_len, tile, self.code_channels, self.token_hidden, self.spatial_tokens
+        )
 
     @property
     def tile_size(self) -> int:

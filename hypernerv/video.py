@@ -19,7 +19,7 @@ decoding its own payload bytes with the same code path as ``decode_chunk``, so b
 from __future__ import annotations
 
 import struct
-from collections.abc import Mapping
+from collections.abc import Iterator, Mapping
 
 import numpy as np
 import torch
@@ -118,26 +118,24 @@ class HyperNervVideoCodec(VideoCodec):
         return quality, clip_len, overlap
 
     # ----------------------------------------------------------------- encode
-    def encode(
-        self,
-        frames: np.ndarray,
-        quality: int,
-        *,
-        refine_steps: int = 0,
-        progress: ProgressFn | None = None,
-    ) -> EncodedVideo:
-        """``frames``: (T, H, W, 3) uint8 RGB -> one chunk per clip of ``clip_len`` frames."""
+    def _check_encode_args(self, frames: np.ndarray, quality: int, refine_steps: int) -> int:
         if not isinstance(frames, np.ndarray) or frames.dtype != np.uint8 or frames.ndim != 4 or frames.shape[-1] != 3 or min(frames.shape[:3]) < 1:
             raise InputError(f"frames must be a (T, H, W, 3) uint8 array, got {getattr(frames, 'dtype', type(frames))} {getattr(frames, 'shape', '')}")
         quality = self.check_quality(quality)
         if not isinstance(refine_steps, int) or not 0 <= refine_steps <= MAX_REFINE_STEPS:
             raise InputError(f"refine_steps {refine_steps!r} outside 0..{MAX_REFINE_STEPS}")
-        params = self._params(quality, refine_steps)
+        return quality
+
+    def compress_clips(self, frames: np.ndarray, quality: int, *, refine_steps: int = 0) -> Iterator[ChunkData]:
+        """``frames``: (T, H, W, 3) uint8 RGB -> one chunk per clip of ``clip_len`` frames, lazily.
+
+        The bitstream only (hypernetwork [+ refinement] + rANS per tile), no reconstruction: what a
+        sender needs; :meth:`encode` adds the encoder-side reconstruction and stats.
+        """
+        quality = self._check_encode_args(frames, quality, refine_steps)
         num_frames, height, width, _ = frames.shape
         clip_len = self.model.config.clip_len
         grid = self._grid(height, width, self.overlap)
-        chunks, reconstructions = [], []
-        token_bytes = 0
         for start in range(0, num_frames, clip_len):
             stop = min(start + clip_len, num_frames)
             clip = torch.from_numpy(frames[start:stop]).to(self.device).permute(0, 3, 1, 2).float() / 255.0  # (n, 3, H, W)
@@ -147,13 +145,29 @@ class HyperNervVideoCodec(VideoCodec):
                 part = self.model.compress(tiles[first : first + self.tiles_per_batch], quality, refine_steps, self.refine_lr)
                 strings.extend(part.strings)
             compressed = CompressedClip(strings, quality, stop - start)
-            token_bytes += sum(len(s) for s in strings)
-            chunk = ChunkData(start, stop, pack_payload(compressed, self.model.num_weight_tokens, self.model.config.hypernet.code_channels))
+            yield ChunkData(start, stop, pack_payload(compressed, self.model.num_weight_tokens, self.model.config.hypernet.code_channels))
+
+    def encode(
+        self,
+        frames: np.ndarray,
+        quality: int,
+        *,
+        refine_steps: int = 0,
+        progress: ProgressFn | None = None,
+    ) -> EncodedVideo:
+        """``frames``: (T, H, W, 3) uint8 RGB -> one chunk per clip of ``clip_len`` frames, with the reconstruction."""
+        quality = self._check_encode_args(frames, quality, refine_steps)
+        params = self._params(quality, refine_steps)
+        num_frames, height, width, _ = frames.shape
+        chunks, reconstructions = [], []
+        for chunk in self.compress_clips(frames, quality, refine_steps=refine_steps):
             chunks.append(chunk)
             reconstructions.append(self.decode_chunk(params, chunk, height, width))
             if progress is not None:
-                progress(stop - start)
-        stats = {"token_bytes": float(token_bytes), "num_tiles": float(grid.num_tiles), "num_clips": float(len(chunks))}
+                progress(chunk.num_frames)
+        num_tiles = self._grid(height, width, self.overlap).num_tiles
+        token_bytes = sum(len(chunk.payload) - _HEAD.size - 4 * num_tiles for chunk in chunks)  # rANS strings only
+        stats = {"token_bytes": float(token_bytes), "num_tiles": float(num_tiles), "num_clips": float(len(chunks))}
         return EncodedVideo(params, chunks, np.concatenate(reconstructions), stats)
 
     # ----------------------------------------------------------------- decode

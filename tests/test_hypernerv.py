@@ -268,3 +268,49 @@ def test_training_system_smoke(tmp_path):
     assert all(key.startswith("model.") for key in cli.model.state_dict())
     clip = cli.datamodule.train_set[0]
     assert clip.shape == (8, 3, 16, 16) and 0.0 <= float(clip.min()) and float(clip.max()) <= 1.0
+
+
+def test_spatial_token_seed_starts_as_no_op_and_stays_local():
+    torch.manual_seed(0)
+    plain = create_model("hypernerv-tiny").eval()
+    seeded = create_model("hypernerv-tiny", spatial_tokens=True).eval()
+    missing = seeded.load_state_dict(plain.state_dict(), strict=False).missing_keys
+    assert sorted(missing) == ["hypernet.spatial_proj.bias", "hypernet.spatial_proj.weight"]
+    clip = torch.rand(2, 8, 3, 16, 16)
+    with torch.no_grad():
+        assert torch.equal(plain.hypernet(clip), seeded.hypernet(clip))  # zero-initialised seed: same function
+        hypernet = seeded.hypernet
+        torch.nn.init.normal_(hypernet.spatial_proj.weight)
+        first, side = hypernet.spatial_offset, hypernet.spatial_side  # tiny: stem2 tokens 2..17, a 4x4 layout
+        assert (first, side) == (2, 4)
+        tokens = hypernet.weight_tokens.expand(2, -1, -1)
+        changed = clip.clone()
+        changed[:, :, :, :4, :4] += 0.5  # top-left 4x4 pixels = stem position 0 only
+        before = hypernet._seed_spatial_tokens(tokens, hypernet.patch_embed(clip.transpose(1, 2)))
+        after = hypernet._seed_spatial_tokens(tokens, hypernet.patch_embed(changed.transpose(1, 2)))
+    differs = (before - after).abs().amax(dim=(0, 2)) > 0  # (N_w,)
+    assert differs.nonzero().flatten().tolist() == [first]
+
+
+def test_init_checkpoint_allows_new_modules_only(tmp_path):
+    from nvcodec.train.hypernerv import HyperNervSystem
+
+    plain = HyperNervSystem("hypernerv-tiny")
+    path = tmp_path / "plain.ckpt"
+    torch.save({"state_dict": plain.state_dict()}, path)
+    seeded = HyperNervSystem("hypernerv-tiny", model_overrides={"spatial_tokens": True}, init_checkpoint=str(path))
+    assert torch.equal(seeded.model.decoder.weights["block0"], plain.model.decoder.weights["block0"])
+    torch.save({"state_dict": seeded.state_dict()}, path)
+    with pytest.raises(ValueError, match="spatial_proj"):
+        HyperNervSystem("hypernerv-tiny", init_checkpoint=str(path))
+
+
+def test_per_video_baseline_learns_the_clip(model, clip_frames):
+    from nvcodec.hypernerv.baseline import fit_per_video_nerv
+
+    result = fit_per_video_nerv(clip_frames, model.config.decoder, time_budget_s=60.0, target_psnr=24.0, batch_frames=4)
+    steps = [p.steps for p in result.points]
+    seconds = [p.train_seconds for p in result.points]
+    assert steps == sorted(set(steps)) and seconds == sorted(seconds)
+    assert result.points[-1].psnr >= 24.0 > result.points[0].psnr + 8.0  # stops at the target; it fits the clip, not just its mean
+    assert result.reconstruction.shape == clip_frames.shape and result.reconstruction.dtype == np.uint8

@@ -45,8 +45,14 @@ class HyperNervSystem(pl.LightningModule):
             # Fine-tuning: start from another run's weights with fresh optimisers and schedule.
             from nvcodec.train.export import model_state
 
+            # Parameters the checkpoint lacks (a module enabled by ``model_overrides``, zero-initialised
+            # as a no-op) keep their initialisation; anything the model does not have is an error.
             state = torch.load(init_checkpoint, map_location="cpu", weights_only=False)["state_dict"]
-            self.model.load_state_dict(model_state(state), strict=True)
+            result = self.model.load_state_dict(model_state(state), strict=False)
+            if result.unexpected_keys:
+                raise ValueError(f"init_checkpoint {init_checkpoint} has parameters this model lacks: {result.unexpected_keys}")
+            if result.missing_keys:
+                print(f"init_checkpoint: new parameters keep their initialisation: {result.missing_keys}")
 
     def forward(self, clip: Tensor, levels: Tensor):
         return self.model(clip, levels)
