@@ -132,6 +132,10 @@ def test_encode_decode_round_trip_equals_reconstruction(codec, encoded, clip_fra
     np.testing.assert_array_equal(decoded, encoded.reconstruction)
     json.dumps(encoded.params)  # header params are JSON-able
     assert encoded.params["clip_len"] == 8 and encoded.params["tile_size"] == 16
+    # The bitstream-only path yields the same chunks, and the stats count the token strings' bytes.
+    assert list(codec.compress_clips(clip_frames, 2)) == encoded.chunks
+    framing = sum(len(c.payload) for c in encoded.chunks) - encoded.stats["token_bytes"]
+    assert framing == 2 * (10 + 4 * encoded.stats["num_tiles"])  # per chunk: 10-byte head + u32 length per tile
 
 
 def test_decode_middle_chunk_only(model, clip_frames):
