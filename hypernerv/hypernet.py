@@ -16,7 +16,8 @@ Data flow for a batch of B tile clips::
 Why the spatial seed: stem2's tokens lay out each 16x16-pixel cell of the tile, but learnable tokens
 must find their cell's pixels through attention, which meta-training learnt slowly (the stage-2 model
 was no better than 16x16 block means on carphone). Seeding them from their own pixels, in an 11-minute
-fine-tune from the same weights, gave +0.4 dB on carphone and +0.9 dB on a bbb crop (README).
+fine-tune from the same weights, gave +0.4 dB on carphone and +0.9 dB on a bbb crop
+(train/configs/hypernerv-small-stage3a.yaml).
 
 The split keeps the bitstream small: only C_code numbers per weight token are sent (NeRV-Enc sends
 the weight tokens; we add the low-dimensional bottleneck so the entropy model sees few channels).
