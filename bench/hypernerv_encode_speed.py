@@ -128,7 +128,7 @@ def decode_parallelism(frames: np.ndarray, codec, quality: int, repeats: int = 2
     num_frames, height, width, _ = frames.shape
     encoded = codec.encode(frames, quality)
     clip_len = model.config.clip_len
-    grid = TileGrid(height, width, model.config.tile_size, model.config.tile_size, codec.overlap)
+    grid = TileGrid(height, width, model.config.tile_size, model.config.tile_size, int(encoded.params["overlap"]))
 
     def batched() -> None:
         for chunk in encoded.chunks:

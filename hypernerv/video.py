@@ -1,10 +1,10 @@
 """``HyperNervVideoCodec``: the hypernerv adapter between the container/API and ``HyperNerv``.
 
 Geometry: the video splits into clips of ``clip_len`` frames (the last may be shorter) and every
-frame into the tiles of a ``nvcodec.geometry.TileGrid`` (replicate padding at the borders, optional
-overlap blended by linear ramps). ONE chunk per clip; its payload holds every tile's entropy-coded
-weight tokens. Header params (JSON): format version, quality, clip length, tile size, overlap and
-refine steps (informational).
+frame into the tiles of a ``nvcodec.geometry.TileGrid`` (replicate padding at the borders, overlap
+blended by linear ramps; by default as much overlap, up to tile/8, as costs no extra tile). ONE
+chunk per clip; its payload holds every tile's entropy-coded weight tokens. Header params (JSON):
+format version, quality, clip length, tile size, overlap and refine steps (informational).
 
 Chunk payload, little-endian, version 1::
 
@@ -32,7 +32,7 @@ from nvcodec.interface import ChunkData, EncodedVideo, JSONValue, ProgressFn, Vi
 
 from .model import CompressedClip, HyperNerv
 
-__all__ = ["HyperNervVideoCodec", "PAYLOAD_VERSION", "pack_payload", "unpack_payload"]
+__all__ = ["HyperNervVideoCodec", "PAYLOAD_VERSION", "free_overlap", "pack_payload", "unpack_payload"]
 
 PAYLOAD_VERSION = 1
 PARAMS_VERSION = 1
@@ -69,11 +69,19 @@ def unpack_payload(payload: bytes, num_tokens: int, code_channels: int) -> Compr
     return CompressedClip(strings, level, num_frames)
 
 
+def free_overlap(height: int, width: int, tile: int, limit: int) -> int:
+    """The largest overlap <= ``limit`` whose ``TileGrid`` has as many tiles as overlap 0 (0 if none)."""
+    base = TileGrid(height, width, tile, tile, 0).num_tiles
+    return next(o for o in range(limit, -1, -1) if TileGrid(height, width, tile, tile, o).num_tiles == base)
+
+
 class HyperNervVideoCodec(VideoCodec):
     """Clips x tiles -> one hypernetwork pass each -> coded weight tokens; decoding is batched."""
 
     codec_name = "hypernerv"
-    overlap: int = 0  # default tile overlap in pixels (see the README's seam measurement)
+    # Tile overlap in pixels; None = the largest overlap up to tile_size // 8 that needs no more tiles
+    # than overlap 0 on the frame size at hand (free seam blending; :func:`free_overlap`).
+    overlap: int | None = None
     tiles_per_batch: int = 64  # tiles decoded in one grouped-conv pass (bounds memory on big frames)
     refine_lr: float = 0.05  # Adam step size of the optional code refinement (0.01/0.03/0.1 gave +0.9/+2.3/+4.1 dB at 20 steps)
 
@@ -88,14 +96,21 @@ class HyperNervVideoCodec(VideoCodec):
         return self.model.config.quality_levels
 
     # ----------------------------------------------------------------- params
-    def _params(self, quality: int, refine_steps: int) -> dict[str, JSONValue]:
+    def overlap_for(self, height: int, width: int) -> int:
+        """The tile overlap the encoder uses on ``height x width`` frames."""
+        if self.overlap is not None:
+            return self.overlap
+        tile = self.model.config.tile_size
+        return free_overlap(height, width, tile, tile // 8)
+
+    def _params(self, quality: int, refine_steps: int, overlap: int) -> dict[str, JSONValue]:
         cfg = self.model.config
         return {
             "version": PARAMS_VERSION,
             "quality": quality,
             "clip_len": cfg.clip_len,
             "tile_size": cfg.tile_size,
-            "overlap": self.overlap,
+            "overlap": overlap,
             "refine_steps": refine_steps,
         }
 
@@ -135,7 +150,7 @@ class HyperNervVideoCodec(VideoCodec):
         quality = self._check_encode_args(frames, quality, refine_steps)
         num_frames, height, width, _ = frames.shape
         clip_len = self.model.config.clip_len
-        grid = self._grid(height, width, self.overlap)
+        grid = self._grid(height, width, self.overlap_for(height, width))
         for start in range(0, num_frames, clip_len):
             stop = min(start + clip_len, num_frames)
             clip = torch.from_numpy(frames[start:stop]).to(self.device).permute(0, 3, 1, 2).float() / 255.0  # (n, 3, H, W)
@@ -157,15 +172,16 @@ class HyperNervVideoCodec(VideoCodec):
     ) -> EncodedVideo:
         """``frames``: (T, H, W, 3) uint8 RGB -> one chunk per clip of ``clip_len`` frames, with the reconstruction."""
         quality = self._check_encode_args(frames, quality, refine_steps)
-        params = self._params(quality, refine_steps)
         num_frames, height, width, _ = frames.shape
+        overlap = self.overlap_for(height, width)
+        params = self._params(quality, refine_steps, overlap)
         chunks, reconstructions = [], []
         for chunk in self.compress_clips(frames, quality, refine_steps=refine_steps):
             chunks.append(chunk)
             reconstructions.append(self.decode_chunk(params, chunk, height, width))
             if progress is not None:
                 progress(chunk.num_frames)
-        num_tiles = self._grid(height, width, self.overlap).num_tiles
+        num_tiles = self._grid(height, width, overlap).num_tiles
         token_bytes = sum(len(chunk.payload) - _HEAD.size - 4 * num_tiles for chunk in chunks)  # rANS strings only
         stats = {"token_bytes": float(token_bytes), "num_tiles": float(num_tiles), "num_clips": float(len(chunks))}
         return EncodedVideo(params, chunks, np.concatenate(reconstructions), stats)

@@ -318,3 +318,25 @@ def test_per_video_baseline_learns_the_clip(model, clip_frames):
     assert steps == sorted(set(steps)) and seconds == sorted(seconds)
     assert result.points[-1].psnr >= 24.0 > result.points[0].psnr + 8.0  # stops at the target; it fits the clip, not just its mean
     assert result.reconstruction.shape == clip_frames.shape and result.reconstruction.dtype == np.uint8
+
+
+@pytest.mark.parametrize(
+    ("size", "expected"),
+    [((144, 176), 8), ((512, 512), 0), ((720, 1280), 0), ((40, 56), 8), ((64, 64), 8), ((200, 300), 5)],
+)
+def test_free_overlap_never_adds_tiles(size, expected):
+    from nvcodec.hypernerv.video import free_overlap
+
+    height, width = size
+    chosen = free_overlap(height, width, 64, 8)
+    assert chosen == expected
+    assert TileGrid(height, width, 64, 64, chosen).num_tiles == TileGrid(height, width, 64, 64, 0).num_tiles
+    if chosen < 8:
+        assert TileGrid(height, width, 64, 64, chosen + 1).num_tiles > TileGrid(height, width, 64, 64, 0).num_tiles
+
+
+def test_default_overlap_is_recorded_and_decoded(codec, encoded):
+    # tiny model: tile 16, limit 2; a 40x56 frame takes 3x4 tiles with overlap 0 or 2
+    assert codec.overlap is None and encoded.params["overlap"] == 2 and encoded.stats["num_tiles"] == 12
+    fixed = HyperNervVideoCodec(codec.model, "hypernerv-tiny", overlap=0)
+    assert fixed.overlap_for(40, 56) == 0
