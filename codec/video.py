@@ -106,8 +106,7 @@ class IntraVideoCodec(VideoCodec):
     ) -> EncodedVideo:
         """``frames``: (T, H, W, 3) uint8. ``refine_steps`` is ignored (no per-image optimisation)."""
         quality = self.check_quality(quality)
-        if frames.ndim != 4 or frames.shape[-1] != 3 or frames.dtype != np.uint8 or min(frames.shape[:3]) < 1:
-            raise InputError(f"expected uint8 frames (T, H, W, 3), got {frames.dtype} {frames.shape}")
+        self.check_frames(frames)
         if max(frames.shape[1:3]) > MAX_SIDE - 1:
             raise InputError(f"frame size {frames.shape[1]}x{frames.shape[2]} exceeds {MAX_SIDE - 1} per side")
         self.model.eval()

@@ -134,8 +134,7 @@ class HyperNervVideoCodec(VideoCodec):
 
     # ----------------------------------------------------------------- encode
     def _check_encode_args(self, frames: np.ndarray, quality: int, refine_steps: int) -> int:
-        if not isinstance(frames, np.ndarray) or frames.dtype != np.uint8 or frames.ndim != 4 or frames.shape[-1] != 3 or min(frames.shape[:3]) < 1:
-            raise InputError(f"frames must be a (T, H, W, 3) uint8 array, got {getattr(frames, 'dtype', type(frames))} {getattr(frames, 'shape', '')}")
+        self.check_frames(frames)
         quality = self.check_quality(quality)
         if not isinstance(refine_steps, int) or not 0 <= refine_steps <= MAX_REFINE_STEPS:
             raise InputError(f"refine_steps {refine_steps!r} outside 0..{MAX_REFINE_STEPS}")
@@ -148,11 +147,16 @@ class HyperNervVideoCodec(VideoCodec):
         sender needs; :meth:`encode` adds the encoder-side reconstruction and stats.
         """
         quality = self._check_encode_args(frames, quality, refine_steps)
-        num_frames, height, width, _ = frames.shape
-        clip_len = self.model.config.clip_len
+        height, width = frames.shape[1:3]
         grid = self._grid(height, width, self.overlap_for(height, width))
-        for start in range(0, num_frames, clip_len):
-            stop = min(start + clip_len, num_frames)
+        for chunk, _ in self._compress(frames, quality, refine_steps, grid):
+            yield chunk
+
+    def _compress(self, frames: np.ndarray, quality: int, refine_steps: int, grid: TileGrid) -> Iterator[tuple[ChunkData, CompressedClip]]:
+        """Checked arguments -> (chunk, its coded tiles) per clip of ``clip_len`` frames."""
+        clip_len = self.model.config.clip_len
+        for start in range(0, frames.shape[0], clip_len):
+            stop = min(start + clip_len, frames.shape[0])
             clip = torch.from_numpy(frames[start:stop]).to(self.device).permute(0, 3, 1, 2).float() / 255.0  # (n, 3, H, W)
             tiles = grid.split(clip).contiguous()  # (num_tiles, n, 3, tile, tile)
             strings: list[bytes] = []
@@ -160,7 +164,7 @@ class HyperNervVideoCodec(VideoCodec):
                 part = self.model.compress(tiles[first : first + self.tiles_per_batch], quality, refine_steps, self.refine_lr)
                 strings.extend(part.strings)
             compressed = CompressedClip(strings, quality, stop - start)
-            yield ChunkData(start, stop, pack_payload(compressed, self.model.num_weight_tokens, self.model.config.hypernet.code_channels))
+            yield ChunkData(start, stop, pack_payload(compressed, self.model.num_weight_tokens, self.model.config.hypernet.code_channels)), compressed
 
     def encode(
         self,
@@ -172,18 +176,19 @@ class HyperNervVideoCodec(VideoCodec):
     ) -> EncodedVideo:
         """``frames``: (T, H, W, 3) uint8 RGB -> one chunk per clip of ``clip_len`` frames, with the reconstruction."""
         quality = self._check_encode_args(frames, quality, refine_steps)
-        num_frames, height, width, _ = frames.shape
+        height, width = frames.shape[1:3]
         overlap = self.overlap_for(height, width)
+        grid = self._grid(height, width, overlap)
         params = self._params(quality, refine_steps, overlap)
         chunks, reconstructions = [], []
-        for chunk in self.compress_clips(frames, quality, refine_steps=refine_steps):
+        token_bytes = 0
+        for chunk, compressed in self._compress(frames, quality, refine_steps, grid):
             chunks.append(chunk)
+            token_bytes += sum(len(s) for s in compressed.strings)
             reconstructions.append(self.decode_chunk(params, chunk, height, width))
             if progress is not None:
                 progress(chunk.num_frames)
-        num_tiles = self._grid(height, width, overlap).num_tiles
-        token_bytes = sum(len(chunk.payload) - _HEAD.size - 4 * num_tiles for chunk in chunks)  # rANS strings only
-        stats = {"token_bytes": float(token_bytes), "num_tiles": float(num_tiles), "num_clips": float(len(chunks))}
+        stats = {"token_bytes": float(token_bytes), "num_tiles": float(grid.num_tiles), "num_clips": float(len(chunks))}
         return EncodedVideo(params, chunks, np.concatenate(reconstructions), stats)
 
     # ----------------------------------------------------------------- decode

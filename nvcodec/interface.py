@@ -70,6 +70,14 @@ class VideoCodec(ABC):
             raise InputError(f"quality {quality!r} outside 0..{self.quality_levels - 1} for model {self.model_name!r}")
         return int(quality)
 
+    @staticmethod
+    def check_frames(frames: np.ndarray) -> None:
+        """``InputError`` unless ``frames`` is a (T, H, W, 3) uint8 array with T, H, W >= 1."""
+        from nvcodec.errors import InputError
+
+        if not isinstance(frames, np.ndarray) or frames.dtype != np.uint8 or frames.ndim != 4 or frames.shape[-1] != 3 or min(frames.shape[:3]) < 1:
+            raise InputError(f"frames must be a (T, H, W, 3) uint8 array, got {getattr(frames, 'dtype', type(frames))} {getattr(frames, 'shape', '')}")
+
     @abstractmethod
     def encode(
         self,
