@@ -7,6 +7,7 @@ __all__ = [
     "BitstreamError",
     "UnsupportedVersionError",
     "UnknownModelError",
+    "ModelConfigError",
     "InputError",
     "EntropyModelNotReadyError",
 ]
@@ -26,6 +27,10 @@ class UnsupportedVersionError(NvcodecError):
 
 class UnknownModelError(NvcodecError):
     """A model name, codec id or weights fingerprint is not registered or does not match."""
+
+
+class ModelConfigError(UnknownModelError):
+    """A model config does not match its registered name (weights metadata) or names a field it lacks."""
 
 
 class InputError(NvcodecError):
