@@ -6,10 +6,7 @@ Data flow (one tile decoder; ``C0 .. Cn`` = ``channels``, ``S`` = ``stem_hw``)::
       -> positional encoding  (2L,) = [sin(2^l pi t), cos(2^l pi t)]_l      values in [-1, 1]
       -> stem: Linear(2L, stem_hidden) -> GELU -> Linear(stem_hidden, S*S*C0)   -> (C0, S, S)
       -> n blocks: Conv3x3(Ck, 4*Ck+1) -> PixelShuffle(2) -> GELU              -> (Cn, S*2^n, S*2^n)
-      -> head: Conv3x3(Cn, 3) + skip RGB -> sigmoid                            -> (3, tile, tile)
-    optional skip RGB (``rgb_skips``, off in the shipped model): before block k a Conv1x1(Ck, 3)
-    "toRGB" of the features, summed coarse to fine with bilinear x2 upsampling (StyleGAN2-style).
-    Tried as a convergence aid; in a 60-step single-batch test it did worse (16.9 vs 19.3 dB).
+      -> head: Conv3x3(Cn, 3) -> sigmoid                                       -> (3, tile, tile)
 
 Every layer (linear layers are 1x1 "convolutions") is listed in a parameter-shape spec
 (:class:`LayerSpec`). A *modulation* for a layer is a tensor (B, groups, C_in): one vector over
@@ -44,7 +41,6 @@ class DecoderConfig:
     channels: tuple[int, ...] = (64, 48, 32, 24, 16)  # C0 .. Cn, one upsampling block between each
     stem_groups: int = 4  # output groups of the first stem layer
     conv_groups: int = 8  # output groups of each conv block (<= its output channels)
-    rgb_skips: bool = False  # multi-scale toRGB skip outputs (see module docstring)
 
     @property
     def num_blocks(self) -> int:
@@ -135,8 +131,6 @@ class NervDecoder(nn.Module):
             c_in, c_next = cfg.channels[index], cfg.channels[index + 1]
             specs.append(LayerSpec(f"block{index}", (4 * c_next, c_in, 3, 3), min(cfg.conv_groups, 4 * c_next)))
         specs.append(LayerSpec("head", (3, cfg.channels[-1], 3, 3), 1))
-        if cfg.rgb_skips:
-            specs.extend(LayerSpec(f"rgb{index}", (3, cfg.channels[index], 1, 1), 1) for index in range(cfg.num_blocks))
         return specs
 
     def fused_weights(self, modulations: dict[str, Tensor]) -> dict[str, Tensor]:
@@ -177,26 +171,15 @@ class NervDecoder(nn.Module):
         side, c0 = cfg.stem_hw, cfg.channels[0]
         x = stem.view(batch, frames, side, side, c0)  # (B, F, S, S, C0): output index = position * C0 + c
         x = x.permute(1, 0, 4, 2, 3).reshape(frames, batch * c0, side, side)  # (F, B*C0, S, S)
-        rgb = None  # (F, B*3, s, s) running coarse-to-fine skip image
         for index in range(cfg.num_blocks):
-            if cfg.rgb_skips:
-                skip = self._grouped_conv(x, weights[f"rgb{index}"], self.biases[f"rgb{index}"], batch)  # (F, B*3, s, s)
-                rgb = skip if rgb is None else self._upsample(rgb) + skip
             name = f"block{index}"
             x = self._grouped_conv(x, weights[name], self.biases[name], batch)  # (F, B*4*C, H, W)
             # Channels are (B, C, 4) in order, so PixelShuffle keeps tiles apart: (F, B*C, 2H, 2W).
             x = F.gelu(F.pixel_shuffle(x, 2))
         x = self._grouped_conv(x, weights["head"], self.biases["head"], batch)  # (F, B*3, tile, tile)
-        if rgb is not None:
-            x = x + self._upsample(rgb)
         x = torch.sigmoid(x)
         tile = x.shape[-1]
         return x.view(frames, batch, 3, tile, tile).transpose(0, 1)  # (B, F, 3, tile, tile)
-
-    @staticmethod
-    def _upsample(x: Tensor) -> Tensor:
-        """(F, B*3, s, s) -> (F, B*3, 2s, 2s), bilinear (channels never mix, so tiles stay apart)."""
-        return F.interpolate(x, scale_factor=2.0, mode="bilinear", align_corners=False)
 
     @staticmethod
     def _grouped_conv(x: Tensor, weight: Tensor, bias: Tensor, batch: int) -> Tensor:

@@ -51,7 +51,7 @@ class HypernetConfig:
     tile_size: int = 64
     code_channels: int = 16  # C_code: numbers per transmitted weight token
     token_hidden: int = 64  # H of the decoder-side token MLP
-    spatial_tokens: bool = False  # seed the stem2 (spatial layout) tokens with the pooled patches under them
+    spatial_tokens: bool = True  # seed the stem2 (spatial layout) tokens with the pooled patches under them
 
     @property
     def num_patches(self) -> int:

@@ -19,7 +19,8 @@ RD loss (straight-through rounding for distortion, noise for rate), starting fro
 from __future__ import annotations
 
 import math
-from dataclasses import dataclass
+from dataclasses import dataclass, field, fields
+from typing import Any
 
 import torch
 import torch.nn.functional as F
@@ -35,44 +36,25 @@ __all__ = ["HyperNervConfig", "HyperNerv", "HyperNervOutput", "RDLoss", "Compres
 
 @dataclass(frozen=True)
 class HyperNervConfig:
-    """The shipped defaults (``hypernerv-small``); ``tiny=True`` swaps in a minimal preset for tests."""
+    """The whole model: the NeRV decoder's shape, the hypernetwork's shape, the rate points.
 
-    tiny: bool = False
-    clip_len: int = 8  # T: frames per clip (= per chunk)
-    # NeRV decoder
-    pe_levels: int = 8
-    stem_hidden: int = 128
-    stem_hw: int = 4
-    channels: tuple[int, ...] = (64, 48, 32, 24, 16)  # tile = 4 * 2**4 = 64
-    stem_groups: int = 4
-    conv_groups: int = 8
-    rgb_skips: bool = False
-    # hypernetwork
-    dim: int = 128
-    depth: int = 4
-    heads: int = 4
-    tubelet_frames: int = 2
-    patch_size: int = 8
-    code_channels: int = 16
-    token_hidden: int = 64
-    spatial_tokens: bool = False
+    The defaults are the shipped ``hypernerv-small``; other registry names override sub-config fields
+    (``create_config("hypernerv-tiny")``). ``hypernet.tile_size`` must equal the decoder's tile.
+    """
+
+    decoder: DecoderConfig = field(default_factory=DecoderConfig)
+    hypernet: HypernetConfig = field(default_factory=HypernetConfig)
     # rate: loss = bpp + lambda * MSE (MSE on [0, 1] RGB), one lambda per quality level
     lambdas: tuple[float, ...] = (30.0, 90.0, 270.0, 810.0)
 
-    @property
-    def decoder(self) -> DecoderConfig:
-        if self.tiny:
-            return DecoderConfig(pe_levels=4, stem_hidden=16, stem_hw=4, channels=(8, 8, 8), stem_groups=2, conv_groups=2, rgb_skips=self.rgb_skips)
-        return DecoderConfig(self.pe_levels, self.stem_hidden, self.stem_hw, tuple(self.channels), self.stem_groups, self.conv_groups, self.rgb_skips)
+    def __post_init__(self) -> None:
+        if self.hypernet.tile_size != self.decoder.tile_size:
+            raise ValueError(f"hypernet.tile_size {self.hypernet.tile_size} differs from the decoder's tile {self.decoder.tile_size}")
 
     @property
-    def hypernet(self) -> HypernetConfig:
-        tile = self.decoder.tile_size
-        if self.tiny:
-            return HypernetConfig(dim=32, depth=1, heads=2, tubelet_frames=2, patch_size=4, clip_len=self.clip_len, tile_size=tile, code_channels=4, token_hidden=8, spatial_tokens=self.spatial_tokens)
-        return HypernetConfig(
-            self.dim, self.depth, self.heads, self.tubelet_frames, self.patch_size, self.clip_len, tile, self.code_channels, self.token_hidden, self.spatial_tokens
-        )
+    def clip_len(self) -> int:
+        """T: frames per clip (= per chunk)."""
+        return self.hypernet.clip_len
 
     @property
     def tile_size(self) -> int:
@@ -81,6 +63,29 @@ class HyperNervConfig:
     @property
     def quality_levels(self) -> int:
         return len(self.lambdas)
+
+    @classmethod
+    def upgrade_dict(cls, raw: dict[str, Any]) -> dict[str, Any]:
+        """A config as stored in weights metadata -> the nested form (the one place old forms are read).
+
+        Weights written before the nesting (the shipped ``hypernerv-small`` file) hold one flat record
+        with a ``tiny`` switch and ``rgb_skips``. ``tiny: true`` meant a fixed preset whatever the other
+        fields said (never shipped: refused); ``rgb_skips`` (an experiment, since removed)
+        must be false. Raises ``ValueError`` for those.
+        """
+        if "decoder" in raw or "hypernet" in raw:
+            return raw
+        flat = dict(raw)
+        if flat.pop("rgb_skips", False):
+            raise ValueError("config uses rgb_skips, an experiment this version no longer has")
+        if flat.pop("tiny", False):
+            raise ValueError("config uses the old tiny switch; rebuild the model from the registry's hypernerv-tiny")
+        decoder_keys = {f.name for f in fields(DecoderConfig)}
+        hypernet_keys = {f.name for f in fields(HypernetConfig)}
+        decoder = {k: flat.pop(k) for k in list(flat) if k in decoder_keys}
+        hypernet = {k: flat.pop(k) for k in list(flat) if k in hypernet_keys}
+        hypernet["tile_size"] = DecoderConfig(**decoder).tile_size  # the flat form derived it
+        return {"decoder": decoder, "hypernet": hypernet, **flat}
 
 
 @dataclass(frozen=True)

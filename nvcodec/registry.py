@@ -12,12 +12,13 @@ import dataclasses
 import hashlib
 import importlib
 import json
-from dataclasses import dataclass
+from collections.abc import Mapping
+from dataclasses import dataclass, field
 from functools import lru_cache
 from pathlib import Path
 from typing import Any
 
-from nvcodec.errors import BitstreamError, UnknownModelError
+from nvcodec.errors import BitstreamError, ModelConfigError, UnknownModelError
 
 __all__ = [
     "ModelSpec",
@@ -28,6 +29,7 @@ __all__ = [
     "list_models",
     "create_config",
     "create_model",
+    "config_from_dict",
     "save_weights",
     "load_weights",
     "load_codec",
@@ -49,7 +51,9 @@ class ModelSpec:
     config_cls: str  # "module:Class" of the frozen config dataclass
     model_cls: str  # "module:Class" of the nn.Module, built as Class(config)
     adapter_cls: str  # "module:Class" of the VideoCodec adapter
-    config_overrides: tuple[tuple[str, Any], ...] = ()  # how this name differs from the defaults
+    # How this name differs from the config class's defaults: field -> value, a sub-config field ->
+    # a mapping of its own fields (applied by :func:`config_from_dict`). Never mutated.
+    config_overrides: Mapping[str, Any] = field(default_factory=dict, hash=False)
     weights_file: str | None = None  # file name in WEIGHTS_DIR
     quality_levels: int = 0
     description: str = ""
@@ -92,7 +96,7 @@ MODELS: dict[str, ModelSpec] = {
         ),
         ModelSpec(
             name="intra-tiny",
-            config_overrides=(("channels", 16), ("latent_channels", 32), ("slice_sizes", (4, 4, 8, 16)), ("hyper_channels", 16)),
+            config_overrides={"channels": 16, "latent_channels": 32, "slice_sizes": (4, 4, 8, 16), "hyper_channels": 16},
             quality_levels=6,
             description="tiny untrained config for tests",
             **_INTRA,
@@ -106,7 +110,10 @@ MODELS: dict[str, ModelSpec] = {
         ),
         ModelSpec(
             name="hypernerv-tiny",
-            config_overrides=(("tiny", True),),
+            config_overrides={
+                "decoder": {"pe_levels": 4, "stem_hidden": 16, "stem_hw": 4, "channels": (8, 8, 8), "stem_groups": 2, "conv_groups": 2},
+                "hypernet": {"dim": 32, "depth": 1, "heads": 2, "patch_size": 4, "tile_size": 16, "code_channels": 4, "token_hidden": 8},
+            },
             quality_levels=4,
             description="tiny untrained config for tests",
             **_HYPERNERV,
@@ -140,11 +147,35 @@ def list_models(codec: str | None = None) -> list[ModelSpec]:
     return [spec for spec in MODELS.values() if codec is None or spec.codec == codec]
 
 
+def config_from_dict(config: Any, values: Mapping[str, Any]) -> Any:
+    """``config`` (a frozen dataclass instance) with ``values`` replacing its fields.
+
+    The one place where plain data (registry overrides, YAML ``model_overrides``, weights metadata)
+    becomes a config: a mapping given for a sub-config field updates that sub-config, lists become
+    tuples. A field the config lacks raises ``ModelConfigError`` naming it.
+    """
+    known = {f.name for f in dataclasses.fields(config)}
+    changes = {}
+    for key, value in values.items():
+        if key not in known:
+            raise ModelConfigError(f"{type(config).__name__} has no field {key!r}; fields: {', '.join(sorted(known))}")
+        current = getattr(config, key)
+        if dataclasses.is_dataclass(current) and isinstance(value, Mapping):
+            value = config_from_dict(current, value)
+        elif isinstance(value, list):
+            value = tuple(value)
+        changes[key] = value
+    try:
+        return dataclasses.replace(config, **changes)
+    except (TypeError, ValueError) as exc:  # a config's own consistency check (__post_init__)
+        raise ModelConfigError(f"{type(config).__name__}: {exc}") from None
+
+
 def create_config(name: str, **overrides: Any) -> Any:
-    """The frozen config of model ``name``, with ``overrides`` applied on top."""
+    """The frozen config of model ``name``, with ``overrides`` (see :func:`config_from_dict`) on top."""
     spec = get_spec(name)
-    config_cls = _import(spec.config_cls)
-    return config_cls(**{**dict(spec.config_overrides), **overrides})
+    config = config_from_dict(_import(spec.config_cls)(), spec.config_overrides)
+    return config_from_dict(config, overrides) if overrides else config
 
 
 def create_model(name: str, **overrides: Any) -> Any:
@@ -157,11 +188,43 @@ def _config_to_json(config: Any) -> str:
     return json.dumps(dataclasses.asdict(config), sort_keys=True)
 
 
-def _config_from_json(config_cls: type, text: str) -> Any:
-    raw = json.loads(text)
-    fields = {f.name: f for f in dataclasses.fields(config_cls)}
-    values = {k: tuple(v) if isinstance(v, list) else v for k, v in raw.items() if k in fields}
-    return config_cls(**values)
+def _flat_fields(values: Mapping[str, Any], prefix: str = "") -> dict[str, Any]:
+    """Nested config dict -> {"hypernet.dim": 128, ...}."""
+    flat: dict[str, Any] = {}
+    for key, value in values.items():
+        if isinstance(value, Mapping):
+            flat.update(_flat_fields(value, f"{prefix}{key}."))
+        else:
+            flat[f"{prefix}{key}"] = value
+    return flat
+
+
+def registered_config_diff(name: str, config: Any) -> list[str]:
+    """``"field: given != registered"`` for every field where ``config`` differs from ``create_config(name)``."""
+    given = _flat_fields(dataclasses.asdict(config))
+    registered = _flat_fields(dataclasses.asdict(create_config(name)))
+    return [
+        f"{key}: {given.get(key, '(missing)')!r} != {registered.get(key, '(missing)')!r}"
+        for key in sorted(given.keys() | registered.keys())
+        if given.get(key) != registered.get(key)
+    ]
+
+
+def _config_from_metadata(name: str, text: str, where: Path) -> Any:
+    """The config a weights file stores for ``name``, refused unless it equals the registry's."""
+    config_cls = _import(get_spec(name).config_cls)
+    try:
+        raw = json.loads(text)
+        if not isinstance(raw, dict):
+            raise ValueError("not a JSON object")
+        upgrade = getattr(config_cls, "upgrade_dict", None)  # older metadata forms, read in one place
+        config = config_from_dict(config_cls(), upgrade(raw) if upgrade else raw)
+    except (ValueError, TypeError) as exc:
+        raise ModelConfigError(f"{where}: unreadable config for {name!r}: {exc}") from None
+    diff = registered_config_diff(name, config)
+    if diff:
+        raise ModelConfigError(f"{where}: config differs from the registered {name!r} ({'; '.join(diff)})")
+    return config
 
 
 def save_weights(model: Any, name: str, path: str | Path) -> str:
@@ -172,6 +235,9 @@ def save_weights(model: Any, name: str, path: str | Path) -> str:
     config = model.config
     if type(config).__name__ != spec.config_cls.rpartition(":")[2]:
         raise UnknownModelError(f"model config {type(config).__name__} does not belong to {name!r}")
+    diff = registered_config_diff(name, config)
+    if diff:  # one name, one architecture: register a new name for a new config
+        raise ModelConfigError(f"model config differs from the registered {name!r} ({'; '.join(diff)})")
     import torch
 
     storage = {"float32": torch.float32, "float16": torch.float16}[spec.storage_dtype]
@@ -230,7 +296,9 @@ def _checked_sha256(path: Path) -> str:
 def load_weights(path: str | Path, name: str | None = None, device: str = "cpu") -> tuple[Any, str]:
     """Build the model described by a weights file's metadata and load its tensors.
 
-    Returns ``(model, model_name)``. ``name``, if given, must match the file's metadata.
+    Returns ``(model, model_name)``. ``name``, if given, must match the file's metadata, and the
+    stored config must equal the registered config of that name (``ModelConfigError`` naming the
+    differing fields otherwise). The tensors load strictly.
     """
     from safetensors import safe_open
     from safetensors.torch import load_file
@@ -249,7 +317,7 @@ def load_weights(path: str | Path, name: str | None = None, device: str = "cpu")
     if name is not None and file_name != name:
         raise UnknownModelError(f"{path} holds model {file_name!r}, expected {name!r}")
     spec = get_spec(file_name)
-    config = _config_from_json(_import(spec.config_cls), metadata["config"])
+    config = _config_from_metadata(file_name, metadata.get("config", ""), path)
     model = _import(spec.model_cls)(config)
     # Half-precision files load back into the float32 model (load_state_dict copies with a cast).
     model.load_state_dict(load_file(str(path)), strict=True)

@@ -6,19 +6,18 @@ import json
 import subprocess
 import sys
 import textwrap
-from dataclasses import replace
 
 import numpy as np
 import pytest
 import torch
 
-from nvcodec.errors import BitstreamError, EntropyModelNotReadyError
+from nvcodec.errors import BitstreamError, EntropyModelNotReadyError, ModelConfigError
 from nvcodec.geometry import TileGrid
 from nvcodec.hypernerv.decoder import NervDecoder, fuse_weights, positional_encoding
 from nvcodec.hypernerv.model import CompressedClip
 from nvcodec.hypernerv.video import HyperNervVideoCodec, pack_payload, unpack_payload
 from nvcodec.interface import ChunkData
-from nvcodec.registry import create_model
+from nvcodec.registry import create_config, create_model
 
 
 @pytest.fixture(scope="module")
@@ -239,21 +238,18 @@ def test_bit_exact_in_fresh_process_with_1_and_2_threads(tmp_path, model, encode
         np.testing.assert_array_equal(np.load(f"{out}.{threads}.npy"), encoded.reconstruction, err_msg=f"{threads} threads")
 
 
-def test_tiny_config_differs_from_shipped_and_registry_builds_both():
-    tiny = create_model("hypernerv-tiny")
-    assert tiny.config.tiny and tiny.config.tile_size == 16
-    small_config = replace(tiny.config, tiny=False)
-    assert small_config.tile_size == 64 and small_config.quality_levels == 4
-
-
-def test_rgb_skip_variant_decodes_with_its_spec():
-    model = create_model("hypernerv-tiny", rgb_skips=True)
-    names = [s.name for s in model.layer_specs]
-    assert "rgb0" in names and "rgb1" in names
-    clip = torch.rand(2, 8, 3, 16, 16)
-    output = model(clip, torch.tensor([0, 3]), torch.tensor([1, 6]))
-    assert output.reconstruction.shape == (2, 2, 3, 16, 16)
-    assert 0.0 <= float(output.reconstruction.min()) and float(output.reconstruction.max()) <= 1.0
+def test_tiny_is_a_registry_entry_with_its_own_sub_configs():
+    tiny = create_config("hypernerv-tiny")
+    small = create_config("hypernerv-small")
+    assert (tiny.tile_size, tiny.hypernet.tile_size, tiny.hypernet.dim) == (16, 16, 32)
+    assert (small.tile_size, small.hypernet.dim, small.quality_levels) == (64, 128, 4)
+    # Overrides reach the sub-config they name; nothing is silently ignored.
+    wider = create_config("hypernerv-tiny", hypernet={"token_hidden": 12}, lambdas=[1.0, 2.0])
+    assert wider.hypernet.token_hidden == 12 and wider.hypernet.dim == 32 and wider.lambdas == (1.0, 2.0)
+    with pytest.raises(ModelConfigError, match="tiny"):
+        create_config("hypernerv-tiny", tiny=True)
+    with pytest.raises(ModelConfigError, match="tile_size"):
+        create_config("hypernerv-tiny", hypernet={"tile_size": 32})  # must match the decoder's tile
 
 
 def test_training_system_smoke(tmp_path):
@@ -276,8 +272,8 @@ def test_training_system_smoke(tmp_path):
 
 def test_spatial_token_seed_starts_as_no_op_and_stays_local():
     torch.manual_seed(0)
-    plain = create_model("hypernerv-tiny").eval()
-    seeded = create_model("hypernerv-tiny", spatial_tokens=True).eval()
+    plain = create_model("hypernerv-tiny", hypernet={"spatial_tokens": False}).eval()
+    seeded = create_model("hypernerv-tiny").eval()
     missing = seeded.load_state_dict(plain.state_dict(), strict=False).missing_keys
     assert sorted(missing) == ["hypernet.spatial_proj.bias", "hypernet.spatial_proj.weight"]
     clip = torch.rand(2, 8, 3, 16, 16)
@@ -299,14 +295,14 @@ def test_spatial_token_seed_starts_as_no_op_and_stays_local():
 def test_init_checkpoint_allows_new_modules_only(tmp_path):
     from nvcodec.train.hypernerv import HyperNervSystem
 
-    plain = HyperNervSystem("hypernerv-tiny")
+    plain = HyperNervSystem("hypernerv-tiny", model_overrides={"hypernet": {"spatial_tokens": False}})
     path = tmp_path / "plain.ckpt"
     torch.save({"state_dict": plain.state_dict()}, path)
-    seeded = HyperNervSystem("hypernerv-tiny", model_overrides={"spatial_tokens": True}, init_checkpoint=str(path))
+    seeded = HyperNervSystem("hypernerv-tiny", init_checkpoint=str(path))
     assert torch.equal(seeded.model.decoder.weights["block0"], plain.model.decoder.weights["block0"])
     torch.save({"state_dict": seeded.state_dict()}, path)
     with pytest.raises(ValueError, match="spatial_proj"):
-        HyperNervSystem("hypernerv-tiny", init_checkpoint=str(path))
+        HyperNervSystem("hypernerv-tiny", model_overrides={"hypernet": {"spatial_tokens": False}}, init_checkpoint=str(path))
 
 
 def test_per_video_baseline_learns_the_clip(model, clip_frames):

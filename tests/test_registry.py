@@ -2,20 +2,97 @@
 
 from __future__ import annotations
 
+import dataclasses
 import json
 
 import pytest
 import torch
 
 from nvcodec import registry
-from nvcodec.errors import BitstreamError, UnknownModelError
+from nvcodec.errors import BitstreamError, ModelConfigError, UnknownModelError
 
 
-@pytest.mark.parametrize("name", [spec.name for spec in registry.list_models() if spec.name.endswith("-tiny")])
-def test_tiny_models_build_with_their_config(name: str) -> None:
+def _flat(values: dict, prefix: str = "") -> dict:
+    out = {}
+    for key, value in values.items():
+        out.update(_flat(value, f"{prefix}{key}.") if isinstance(value, dict) else {f"{prefix}{key}": value})
+    return out
+
+
+@pytest.mark.parametrize("name", list(registry.MODELS))
+def test_every_model_builds_with_its_overrides_applied(name: str) -> None:
+    """Each override the registry table states for a name is in the built model's config (none ignored)."""
+    spec = registry.get_spec(name)
     model = registry.create_model(name)
-    assert model.config == registry.create_config(name)
-    assert hasattr(model, "update_entropy_models")
+    built = _flat(dataclasses.asdict(model.config))
+    overrides = _flat(dict(spec.config_overrides))
+    for key, value in overrides.items():
+        assert built[key] == value, key
+    defaults = _flat(dataclasses.asdict(type(model.config)()))
+    assert {key for key in built if built[key] != defaults[key]} == set(overrides) - {k for k in overrides if overrides[k] == defaults[k]}
+
+
+SHIPPED = [spec.name for spec in registry.list_models() if spec.weights_file]
+
+
+@pytest.mark.parametrize("name", SHIPPED)
+def test_shipped_weights_are_the_registered_config_and_load_strictly(name: str) -> None:
+    from safetensors import safe_open
+    from safetensors.torch import load_file
+
+    spec = registry.get_spec(name)
+    assert spec.has_weights, spec.weights_path
+    with safe_open(str(spec.weights_path), framework="pt") as handle:
+        metadata = handle.metadata()
+    assert metadata["model"] == name and metadata["codec"] == spec.codec
+    raw = json.loads(metadata["config"])
+    config_cls = type(registry.create_config(name))
+    upgrade = getattr(config_cls, "upgrade_dict", lambda raw: raw)
+    stored = registry.config_from_dict(config_cls(), upgrade(raw))
+    assert registry.create_config(name) == stored
+    model = registry.create_model(name)
+    model.load_state_dict(load_file(str(spec.weights_path)), strict=True)  # raises on any missing/extra key
+    loaded, loaded_name = registry.load_weights(spec.weights_path, name)
+    assert loaded_name == name and loaded.config == stored
+
+
+def _rewrite_config(path, edit) -> None:
+    """Rewrite a weights file's metadata config with ``edit(dict) -> dict``; tensors unchanged."""
+    from safetensors import safe_open
+    from safetensors.torch import load_file, save_file
+
+    with safe_open(str(path), framework="pt") as handle:
+        metadata = dict(handle.metadata())
+    metadata["config"] = json.dumps(edit(json.loads(metadata["config"])))
+    save_file(load_file(str(path)), str(path), metadata=metadata)
+
+
+def test_load_weights_refuses_a_config_that_differs_from_the_name(tmp_path) -> None:
+    path = tmp_path / "w.safetensors"
+    registry.save_weights(registry.create_model("intra-tiny"), "intra-tiny", path)
+    _rewrite_config(path, lambda c: {**c, "window_size": 4, "head_dim": 8})
+    with pytest.raises(ModelConfigError, match=r"intra-tiny.*head_dim: 8 != 16; window_size: 4 != 8"):
+        registry.load_weights(path)
+    _rewrite_config(path, lambda c: {**c, "no_such_field": 1})
+    with pytest.raises(ModelConfigError, match="no_such_field"):
+        registry.load_weights(path)
+    with pytest.raises(ModelConfigError, match="channels: 32 != 16"):
+        registry.save_weights(registry.create_model("intra-tiny", channels=32), "intra-tiny", path)
+
+
+def test_flat_hypernerv_metadata_of_old_files_converts_once(tmp_path) -> None:
+    """The pre-nesting metadata form (as in the shipped hypernerv-small file) reads as the nested config."""
+    config = registry.create_config("hypernerv-tiny")
+    flat = {**dataclasses.asdict(config.decoder), **dataclasses.asdict(config.hypernet), "lambdas": list(config.lambdas)}
+    del flat["tile_size"]
+    path = tmp_path / "w.safetensors"
+    registry.save_weights(registry.create_model("hypernerv-tiny"), "hypernerv-tiny", path)
+    _rewrite_config(path, lambda c: {**flat, "tiny": False, "rgb_skips": False})
+    loaded, _ = registry.load_weights(path)
+    assert loaded.config == config
+    _rewrite_config(path, lambda c: {**flat, "tiny": False, "rgb_skips": True})
+    with pytest.raises(ModelConfigError, match="rgb_skips"):
+        registry.load_weights(path)
 
 
 def test_list_and_lookup() -> None:

@@ -34,8 +34,8 @@ def model_state(state_dict: dict[str, Any]) -> dict[str, Any]:
 def load_checkpoint(checkpoint: str | Path, codec: str | None = None) -> Any:
     """Read a Lightning checkpoint of any training system here -> its model, in eval mode.
 
-    The model is rebuilt with the checkpoint's ``model_overrides`` (YAML lists become tuples, as the
-    systems do) and gets the checkpoint's weights. Raises ``InputError`` for a missing or unreadable file,
+    The model is rebuilt with the checkpoint's ``model_overrides`` (as the systems do) and gets the
+    checkpoint's weights. Raises ``InputError`` for a missing or unreadable file,
     or when ``codec`` is given and the checkpoint trained a model of another codec.
     """
     import torch
@@ -51,8 +51,7 @@ def load_checkpoint(checkpoint: str | Path, codec: str | None = None) -> Any:
     trained_name = hparams.get("model_name")
     if trained_name is None or (codec is not None and registry.get_spec(trained_name).codec != codec):
         raise InputError(f"checkpoint {checkpoint} trained {trained_name!r}, not a {codec or 'registered'} model")
-    overrides = {k: tuple(v) if isinstance(v, list) else v for k, v in dict(hparams.get("model_overrides") or {}).items()}
-    model = registry.create_model(trained_name, **overrides)
+    model = registry.create_model(trained_name, **dict(hparams.get("model_overrides") or {}))
     model.load_state_dict(model_state(state["state_dict"]), strict=True)
     model.eval()
     return model

@@ -44,11 +44,7 @@ class IntraSystem(pl.LightningModule):
         super().__init__()
         self.save_hyperparameters()
         self.automatic_optimization = False
-        overrides = dict(model_overrides or {})
-        for key, value in list(overrides.items()):
-            if isinstance(value, list):  # YAML lists -> tuples for frozen configs
-                overrides[key] = tuple(value)
-        self.model = create_model(model_name, **overrides)
+        self.model = create_model(model_name, **(model_overrides or {}))  # YAML lists become tuples there
         self.lambdas = tuple(self.model.config.lambdas)
 
     def forward(self, x: Tensor, quality: int) -> Tensor:
