@@ -29,20 +29,20 @@ def _build_parser() -> argparse.ArgumentParser:
     sub = parser.add_subparsers(dest="command", metavar="COMMAND")
 
     enc = sub.add_parser("encode", help="encode a video or image into a .nvc stream")
-    enc.add_argument("input", help="any video PyAV reads, or an image (PNG/JPEG)")
+    enc.add_argument("input", help="a local video (MP4/MOV, Matroska/WebM, AVI, MPEG-TS/PS, Ogg, FLV, Y4M) or image (PNG, JPEG, WebP, BMP, TIFF)")
     enc.add_argument("-o", "--output", required=True, help="output .nvc file")
     enc.add_argument("--codec", choices=("intra", "hypernerv"), default="intra")
     enc.add_argument("--model", default=None, help="registered model name (default: the codec's shipped model)")
     enc.add_argument("--quality", type=int, default=None, help="rate point, 0..levels-1, higher = better (default: middle)")
     enc.add_argument("--refine-steps", type=int, default=0, help="hypernerv: gradient steps on the weight tokens after the forward pass")
-    enc.add_argument("--frames", default=None, metavar="A:B", help="encode only frames A..B-1 of the input")
+    enc.add_argument("--frames", default=None, metavar="A:B", help="encode only frames A..B-1 (B past the end: clamped, with a warning)")
     enc.add_argument("--device", choices=("cpu", "cuda"), default="cpu")
     enc.add_argument("--force", action="store_true", help="overwrite an existing output")
     _add_common(enc)
 
-    dec = sub.add_parser("decode", help="decode a .nvc stream to .mkv (lossless), .mp4, .png or a folder of PNGs")
+    dec = sub.add_parser("decode", help="decode a .nvc stream to .mkv (lossless), .y4m, .mp4, .png or a folder of PNGs")
     dec.add_argument("input", help=".nvc stream")
-    dec.add_argument("-o", "--output", required=True, help="OUT.mkv (FFV1, lossless), OUT.mp4 (H.264), OUT.png (one frame) or a folder")
+    dec.add_argument("-o", "--output", required=True, help="OUT.mkv (FFV1, lossless), OUT.y4m (16-bit 4:4:4, lossless), OUT.mp4 (H.264), OUT.png (one frame) or a folder")
     dec.add_argument("--frames", default=None, metavar="A:B", help="decode only frames A..B-1 (reads only the chunks that cover them)")
     dec.add_argument("--device", choices=("cpu", "cuda"), default="cpu")
     dec.add_argument("--force", action="store_true", help="overwrite an existing output")
@@ -51,6 +51,7 @@ def _build_parser() -> argparse.ArgumentParser:
     inf = sub.add_parser("info", help="header, model, sizes, bpp and chunk table of a .nvc stream")
     inf.add_argument("input")
     inf.add_argument("--json", action="store_true", help="machine-readable output")
+    inf.add_argument("--verify", action="store_true", help="also read every chunk and check its CRC (exit 2 naming the first damaged one)")
 
     mod = sub.add_parser("models", help="registered models and their shipped weights")
     mod.add_argument("--json", action="store_true", help="machine-readable output")
@@ -72,7 +73,41 @@ def _build_parser() -> argparse.ArgumentParser:
     demo.add_argument("--quality", type=int, default=None)
     demo.add_argument("--out", default="demo-out", help="folder for demo.nvc and demo.mkv (default: demo-out)")
     _add_common(demo)
+    _add_serve_parsers(sub)
     return parser
+
+
+def _add_serve_parsers(sub: argparse._SubParsersAction) -> None:
+    import dataclasses
+
+    from nvcodec.serve.config import ServeConfig  # stdlib only: keeps --help light
+
+    default = {f.name: f.default for f in dataclasses.fields(ServeConfig)}
+    srv = sub.add_parser("serve", help="the HTTP representation service: upload videos, fetch any frame or range")
+    srv.add_argument("--data", required=True, metavar="DIR", help="folder for the catalogue, uploads and streams (created if missing)")
+    srv.add_argument("--host", default=default["host"], help=f"address to bind (default: {default['host']}, loopback only)")
+    srv.add_argument("--port", type=int, default=default["port"], help=f"(default: {default['port']})")
+    srv.add_argument("--workers", type=int, default=default["workers"], help=f"encode worker processes (default: {default['workers']})")
+    srv.add_argument("--queue", type=int, default=default["queue_limit"], help=f"encodes that may wait beyond the running ones; more get 503 (default: {default['queue_limit']})")
+    srv.add_argument("--max-upload-mb", type=float, default=default["max_upload_bytes"] / 2**20, help="larger uploads get 413 (default: %(default)g)")
+    srv.add_argument("--max-pixels", type=int, default=default["max_pixels"], help="per frame, width x height (default: %(default)d)")
+    srv.add_argument("--max-frames", type=int, default=default["max_frames"], help="per video, after frames=A:B (default: %(default)d)")
+    srv.add_argument("--cache-mb", type=float, default=default["cache_bytes"] / 2**20, help="memory for decoded chunks (default: %(default)g)")
+    srv.add_argument("--decode-threads", type=int, default=default["decode_threads"], help="frame decodes at once (default: %(default)d)")
+    srv.add_argument("--models", default="", metavar="CODEC=MODEL,...", help="registered models to encode with (default: the shipped ones)")
+    srv.add_argument("--log-level", choices=("critical", "error", "warning", "info", "debug"), default="info")
+
+    keys = sub.add_parser("keys", help="API keys of nvcodec serve: add NAME | list | revoke NAME")
+    actions = keys.add_subparsers(dest="keys_command", metavar="ACTION", required=True)
+    for action, text in (
+        ("add", "create a key and print it (only this once: the catalogue stores its hash)"),
+        ("list", "the keys: name, created, revoked"),
+        ("revoke", "revoke a key at once (running servers included)"),
+    ):
+        parser = actions.add_parser(action, help=text)
+        if action != "list":
+            parser.add_argument("name")
+        parser.add_argument("--data", required=True, metavar="DIR", help="the folder given to nvcodec serve --data")
 
 
 @contextlib.contextmanager
@@ -94,16 +129,35 @@ def _progress(desc: str, quiet: bool) -> Iterator[tuple[Callable[[int], None], C
         bar.close()
 
 
+@contextlib.contextmanager
+def _partial_input_noted() -> Iterator[None]:
+    """Silence ``PartialInputWarning``s: the command prints its report's one warning line instead."""
+    import warnings
+
+    from nvcodec.io import PartialInputWarning
+
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", PartialInputWarning)
+        yield
+
+
+def _warn(message: str | None) -> None:
+    """One line on stderr (even with --quiet): the result holds fewer frames than asked for or claimed."""
+    if message:
+        print(f"nvcodec: warning: {message}", file=sys.stderr)
+
+
 def _cmd_encode(args: argparse.Namespace) -> int:
     from nvcodec import api
 
     frames = api.parse_frame_range(args.frames)
-    with _progress("encode", args.quiet) as (set_total, advance):
+    with _progress("encode", args.quiet) as (set_total, advance), _partial_input_noted():
         report = api.encode_file(
             args.input, args.output, codec=args.codec, quality=args.quality, model=args.model,
             refine_steps=args.refine_steps, frames=frames, device=args.device, force=args.force,
             progress=advance, on_loaded=set_total,
         )
+    _warn(report.warning)
     if not args.quiet:
         print(f"{report.summary()} -> {args.output}")
     return EXIT_OK
@@ -113,10 +167,11 @@ def _cmd_decode(args: argparse.Namespace) -> int:
     from nvcodec import api
 
     frames = api.parse_frame_range(args.frames)
-    with _progress("decode", args.quiet) as (set_total, advance):
+    with _progress("decode", args.quiet) as (set_total, advance), _partial_input_noted():
         report = api.decode_file(
             args.input, args.output, frames, device=args.device, force=args.force, progress=advance, on_loaded=set_total
         )
+    _warn(report.warning)
     if not args.quiet:
         print(f"{report.summary()} -> {args.output}")
     return EXIT_OK
@@ -125,7 +180,7 @@ def _cmd_decode(args: argparse.Namespace) -> int:
 def _cmd_info(args: argparse.Namespace) -> int:
     from nvcodec import api
 
-    stream = api.info(args.input)
+    stream = api.info(args.input, verify=args.verify)
     if args.json:
         print(json.dumps(stream.to_json_dict(), indent=2))
         return EXIT_OK
@@ -133,6 +188,10 @@ def _cmd_info(args: argparse.Namespace) -> int:
     print(f"video      {stream.width}x{stream.height}, {stream.frame_count} frame(s) @ {float(stream.fps):.3f} fps ({stream.fps}), {stream.pixel_format}")
     print(f"encoded on {stream.made_on}; params {json.dumps(stream.params, sort_keys=True)}")
     print(f"size       {stream.total_bytes} bytes ({stream.header_bytes} header/framing), {stream.bpp:.4f} bpp")
+    if stream.verified:
+        print(f"verified   yes: {len(stream.chunks)} chunk CRC(s) match; the chunks cover frames 0:{stream.frame_count}, each once")
+    else:
+        print("verified   no (use --verify to check every chunk's CRC)")
     print(f"chunks     {len(stream.chunks)}")
     for chunk in stream.chunks:
         print(f"  #{chunk.index:<4d} frames {chunk.frame_start}:{chunk.frame_stop}  {chunk.bytes} bytes")
@@ -197,6 +256,53 @@ def _cmd_demo(args: argparse.Namespace) -> int:
     return EXIT_OK
 
 
+def _cmd_serve(args: argparse.Namespace) -> int:
+    from pathlib import Path
+
+    from nvcodec.serve.app import run
+    from nvcodec.serve.config import ServeConfig, parse_models
+
+    config = ServeConfig(
+        data=Path(args.data), host=args.host, port=args.port, workers=args.workers, queue_limit=args.queue,
+        max_upload_bytes=int(args.max_upload_mb * 2**20), max_pixels=args.max_pixels, max_frames=args.max_frames,
+        cache_bytes=int(args.cache_mb * 2**20), decode_threads=args.decode_threads, models=parse_models(args.models),
+    )
+    run(config, log_level=args.log_level)
+    return EXIT_OK
+
+
+def _cmd_keys(args: argparse.Namespace) -> int:
+    import time
+    from pathlib import Path
+
+    from nvcodec.serve.catalogue import Catalogue
+    from nvcodec.serve.config import DataLayout
+
+    layout = DataLayout(Path(args.data))
+    if args.keys_command == "add":
+        layout.create()
+        key = Catalogue(layout.catalogue).add_key(args.name)
+        print(key)  # alone on stdout: KEY=$(nvcodec keys add NAME --data DIR)
+        print(f"added key {args.name!r}; it is shown only this once (the catalogue keeps its sha256)", file=sys.stderr)
+        return EXIT_OK
+    catalogue = Catalogue(layout.catalogue, create=False)
+    if args.keys_command == "revoke":
+        catalogue.revoke_key(args.name)
+        print(f"revoked key {args.name!r}")
+        return EXIT_OK
+
+    def when(seconds: float) -> str:
+        return time.strftime("%Y-%m-%d %H:%M:%S UTC", time.gmtime(seconds))
+
+    records = catalogue.list_keys()
+    if not records:
+        print(f"no keys in {args.data} (add one with: nvcodec keys add NAME --data {args.data})", file=sys.stderr)
+    for record in records:
+        state = f"revoked {when(record.revoked_at)}" if record.revoked else "active"
+        print(f"{record.name:<24} created {when(record.created_at)}  {state}")
+    return EXIT_OK
+
+
 _COMMANDS = {
     "encode": _cmd_encode,
     "decode": _cmd_decode,
@@ -204,6 +310,8 @@ _COMMANDS = {
     "models": _cmd_models,
     "export": _cmd_export,
     "demo": _cmd_demo,
+    "serve": _cmd_serve,
+    "keys": _cmd_keys,
 }
 
 

@@ -1,0 +1,1 @@
+"""The API's routers, one per resource: videos (upload, list, status, stream, delete), frames, health."""
