@@ -31,7 +31,6 @@ import torch
 
 import nvcodec
 from nvcodec import io, metrics, registry
-from nvcodec.geometry import TileGrid
 from nvcodec.hypernerv.baseline import fit_per_video_nerv
 from nvcodec.hypernerv.model import CompressedClip
 
@@ -101,18 +100,20 @@ def refine_table(frames: np.ndarray, codec, quality: int, steps_list: list[int])
 
 
 def seam_penalty(frames: np.ndarray, model, model_name: str, quality: int) -> list[dict]:
-    """PSNR / bytes / tiles without tile overlap and with tile_size / 8 overlap (blended seams)."""
+    """PSNR / bytes / tiles without tile overlap ("shift" tiling, overlap 0) and with the default
+    "even" tiling (>= tile_size / 8 overlap, blended seams); ``bench.hypernerv_seams`` measures the seams."""
     from nvcodec.hypernerv.video import HyperNervVideoCodec
 
     num_frames, height, width, _ = frames.shape
     rows = []
-    for overlap in (0, model.config.tile_size // 8):
-        codec = HyperNervVideoCodec(model, model_name, overlap=overlap)
+    for overlap, tiling in ((0, "shift"), (model.config.tile_size // 8, "even")):
+        codec = HyperNervVideoCodec(model, model_name, overlap=overlap, tiling=tiling)
         encoded = codec.encode(frames, quality)
         payload = sum(len(c.payload) for c in encoded.chunks)
         rows.append(
             {
                 "overlap": overlap,
+                "tiling": tiling,
                 "tiles": int(encoded.stats["num_tiles"]),
                 "psnr_rgb": metrics.psnr_rgb(frames, encoded.reconstruction),
                 "payload_bytes": payload,
@@ -128,7 +129,7 @@ def decode_parallelism(frames: np.ndarray, codec, quality: int, repeats: int = 2
     num_frames, height, width, _ = frames.shape
     encoded = codec.encode(frames, quality)
     clip_len = model.config.clip_len
-    grid = TileGrid(height, width, model.config.tile_size, model.config.tile_size, int(encoded.params["overlap"]))
+    grid = codec.grid_for(encoded.params, height, width)
 
     def batched() -> None:
         for chunk in encoded.chunks:

@@ -1,10 +1,16 @@
 """``HyperNervVideoCodec``: the hypernerv adapter between the container/API and ``HyperNerv``.
 
 Geometry: the video splits into clips of ``clip_len`` frames (the last may be shorter) and every
-frame into the tiles of a ``nvcodec.geometry.TileGrid`` (replicate padding at the borders, overlap
-blended by linear ramps; by default as much overlap, up to tile/8, as costs no extra tile). ONE
+frame into the tiles of a ``nvcodec.geometry.TileGrid`` (replicate padding at the borders). ONE
 chunk per clip; its payload holds every tile's entropy-coded weight tokens. Header params (JSON):
-format version, quality, clip length, tile size, overlap and refine steps (informational).
+format version, quality, clip length, tile size, overlap, refine steps (informational) and, from
+params version 2, the tiling:
+
+- version 2 (written now): ``"tiling": "even"``: neighbouring tiles overlap by at least
+  ``overlap`` pixels on every frame size (tile/8 by default; extra tiles where the size needs them),
+  spread evenly and cross-faded with raised-cosine windows, so no tile grid shows.
+- version 1 (still decoded): the ``"shift"`` layout, linear ramps over ``overlap`` pixels (the old
+  default picked as much overlap, up to tile/8, as cost no extra tile: 0 on many sizes).
 
 Chunk payload, little-endian, version 1::
 
@@ -19,7 +25,7 @@ decoding its own payload bytes with the same code path as ``decode_chunk``, so b
 from __future__ import annotations
 
 import struct
-from collections.abc import Iterator, Mapping
+from collections.abc import Iterator, Mapping, Sequence
 
 import numpy as np
 import torch
@@ -27,7 +33,7 @@ from torch import Tensor
 
 from nvcodec.entropy.rans import pack_strings, unpack_strings
 from nvcodec.errors import BitstreamError, InputError
-from nvcodec.geometry import TileGrid
+from nvcodec.geometry import TILINGS, TileGrid
 from nvcodec.interface import ChunkData, EncodedVideo, JSONValue, ProgressFn, VideoCodec
 
 from .model import CompressedClip, HyperNerv
@@ -35,7 +41,7 @@ from .model import CompressedClip, HyperNerv
 __all__ = ["HyperNervVideoCodec", "PAYLOAD_VERSION", "free_overlap", "pack_payload", "unpack_payload"]
 
 PAYLOAD_VERSION = 1
-PARAMS_VERSION = 1
+PARAMS_VERSION = 2  # 1: "shift" tiling (decoded, no longer written); 2: adds "tiling"
 _HEAD = struct.Struct("<BBHHHH")
 MAX_STRING_BYTES = 1 << 20  # per tile: far above any real token string (hundreds of bytes)
 MAX_TILES = 1 << 16
@@ -70,7 +76,10 @@ def unpack_payload(payload: bytes, num_tokens: int, code_channels: int) -> Compr
 
 
 def free_overlap(height: int, width: int, tile: int, limit: int) -> int:
-    """The largest overlap <= ``limit`` whose ``TileGrid`` has as many tiles as overlap 0 (0 if none)."""
+    """The largest overlap <= ``limit`` whose ``"shift"`` ``TileGrid`` has as many tiles as overlap 0 (0 if none).
+
+    The version-1 default; kept to reproduce (and benchmark against) version-1 streams.
+    """
     base = TileGrid(height, width, tile, tile, 0).num_tiles
     return next(o for o in range(limit, -1, -1) if TileGrid(height, width, tile, tile, o).num_tiles == base)
 
@@ -79,16 +88,24 @@ class HyperNervVideoCodec(VideoCodec):
     """Clips x tiles -> one hypernetwork pass each -> coded weight tokens; decoding is batched."""
 
     codec_name = "hypernerv"
-    # Tile overlap in pixels; None = the largest overlap up to tile_size // 8 that needs no more tiles
-    # than overlap 0 on the frame size at hand (free seam blending; :func:`free_overlap`).
+    # Minimum tile overlap in pixels ("even" tiling); None = tile_size // 8 (8 on 64-pixel tiles).
     overlap: int | None = None
+    # "even" (params version 2) or "shift" (writes version-1 streams, whose default overlap is
+    # :func:`free_overlap`: kept for benchmarks against the old layout and for compatibility tests).
+    tiling: str = "even"
     tiles_per_batch: int = 64  # tiles decoded in one grouped-conv pass (bounds memory on big frames)
     refine_lr: float = 0.05  # Adam step size of the optional code refinement (0.01/0.03/0.1 gave +0.9/+2.3/+4.1 dB at 20 steps)
 
-    def __init__(self, model: HyperNerv, model_name: str, device: str = "cpu", overlap: int | None = None) -> None:
+    def __init__(
+        self, model: HyperNerv, model_name: str, device: str = "cpu", overlap: int | None = None, tiling: str | None = None
+    ) -> None:
         super().__init__(model, model_name, device)
         if overlap is not None:
             self.overlap = overlap
+        if tiling is not None:
+            if tiling not in TILINGS:
+                raise InputError(f"unknown tiling {tiling!r}; use one of {', '.join(TILINGS)}")
+            self.tiling = tiling
         self.model.eval().to(device)
 
     @property
@@ -101,21 +118,24 @@ class HyperNervVideoCodec(VideoCodec):
         if self.overlap is not None:
             return self.overlap
         tile = self.model.config.tile_size
-        return free_overlap(height, width, tile, tile // 8)
+        return tile // 8 if self.tiling == "even" else free_overlap(height, width, tile, tile // 8)
 
     def _params(self, quality: int, refine_steps: int, overlap: int) -> dict[str, JSONValue]:
         cfg = self.model.config
-        return {
-            "version": PARAMS_VERSION,
+        params: dict[str, JSONValue] = {
+            "version": PARAMS_VERSION if self.tiling == "even" else 1,
             "quality": quality,
             "clip_len": cfg.clip_len,
             "tile_size": cfg.tile_size,
             "overlap": overlap,
             "refine_steps": refine_steps,
         }
+        if self.tiling == "even":
+            params["tiling"] = "even"
+        return params
 
-    def _check_params(self, params: Mapping[str, JSONValue]) -> tuple[int, int, int]:
-        """-> (quality, clip_len, overlap), or ``BitstreamError`` naming the bad field."""
+    def _check_params(self, params: Mapping[str, JSONValue]) -> tuple[int, int, int, str]:
+        """-> (quality, clip_len, overlap, tiling), or ``BitstreamError`` naming the bad field."""
         cfg = self.model.config
 
         def integer(key: str, low: int, high: int) -> int:
@@ -124,13 +144,16 @@ class HyperNervVideoCodec(VideoCodec):
                 raise BitstreamError(f"hypernerv header field {key!r} = {value!r}, expected an integer in {low}..{high}")
             return value
 
-        integer("version", PARAMS_VERSION, PARAMS_VERSION)
+        version = integer("version", 1, PARAMS_VERSION)
         quality = integer("quality", 0, self.quality_levels - 1)
         clip_len = integer("clip_len", cfg.clip_len, cfg.clip_len)
         integer("tile_size", cfg.tile_size, cfg.tile_size)
         overlap = integer("overlap", 0, (cfg.tile_size - 1) // 2)
         integer("refine_steps", 0, MAX_REFINE_STEPS)
-        return quality, clip_len, overlap
+        tiling = params.get("tiling", "shift" if version == 1 else None)
+        if tiling != ("shift" if version == 1 else "even"):
+            raise BitstreamError(f"hypernerv header field 'tiling' = {tiling!r} does not match params version {version}")
+        return quality, clip_len, overlap, tiling
 
     # ----------------------------------------------------------------- encode
     def _check_encode_args(self, frames: np.ndarray, quality: int, refine_steps: int) -> int:
@@ -148,7 +171,7 @@ class HyperNervVideoCodec(VideoCodec):
         """
         quality = self._check_encode_args(frames, quality, refine_steps)
         height, width = frames.shape[1:3]
-        grid = self._grid(height, width, self.overlap_for(height, width))
+        grid = self._grid(height, width, self.overlap_for(height, width), self.tiling)
         for chunk, _ in self._compress(frames, quality, refine_steps, grid):
             yield chunk
 
@@ -178,7 +201,7 @@ class HyperNervVideoCodec(VideoCodec):
         quality = self._check_encode_args(frames, quality, refine_steps)
         height, width = frames.shape[1:3]
         overlap = self.overlap_for(height, width)
-        grid = self._grid(height, width, overlap)
+        grid = self._grid(height, width, overlap, self.tiling)
         params = self._params(quality, refine_steps, overlap)
         chunks, reconstructions = [], []
         token_bytes = 0
@@ -192,18 +215,24 @@ class HyperNervVideoCodec(VideoCodec):
         return EncodedVideo(params, chunks, np.concatenate(reconstructions), stats)
 
     # ----------------------------------------------------------------- decode
-    def _grid(self, height: int, width: int, overlap: int) -> TileGrid:
+    def _grid(self, height: int, width: int, overlap: int, tiling: str) -> TileGrid:
         tile = self.model.config.tile_size
-        return TileGrid(height, width, tile, tile, overlap)
+        return TileGrid(height, width, tile, tile, overlap, tiling)
 
-    def decode_chunk(self, params: Mapping[str, JSONValue], chunk: ChunkData, height: int, width: int) -> np.ndarray:
-        """One chunk -> (chunk.num_frames, height, width, 3) uint8; inconsistencies -> ``BitstreamError``."""
-        quality, clip_len, overlap = self._check_params(params)
+    def grid_for(self, params: Mapping[str, JSONValue], height: int, width: int) -> TileGrid:
+        """The tile grid a stream with header ``params`` uses on ``height x width`` frames (checked)."""
+        _, _, overlap, tiling = self._check_params(params)
         if not (isinstance(height, int) and isinstance(width, int) and 1 <= height <= 1 << 16 and 1 <= width <= 1 << 16):
             raise BitstreamError(f"frame size {width}x{height} out of range")
-        grid = self._grid(height, width, overlap)
+        grid = self._grid(height, width, overlap, tiling)
         if grid.num_tiles > MAX_TILES:
             raise BitstreamError(f"frame size {width}x{height} needs {grid.num_tiles} tiles, more than {MAX_TILES}")
+        return grid
+
+    def _parse_chunk(self, params: Mapping[str, JSONValue], chunk: ChunkData, height: int, width: int) -> tuple[TileGrid, CompressedClip]:
+        """Check one chunk against its header params and frame size -> (its grid, its coded tiles)."""
+        quality, clip_len, _, _ = self._check_params(params)
+        grid = self.grid_for(params, height, width)
         if not 1 <= chunk.num_frames <= clip_len:
             raise BitstreamError(f"chunk covers {chunk.num_frames} frames ({chunk.frame_start}:{chunk.frame_stop}), clips hold 1..{clip_len}")
         compressed = unpack_payload(chunk.payload, self.model.num_weight_tokens, self.model.config.hypernet.code_channels)
@@ -213,9 +242,40 @@ class HyperNervVideoCodec(VideoCodec):
             raise BitstreamError(f"chunk payload uses quality {compressed.level}, the header says {quality}")
         if len(compressed.strings) != grid.num_tiles:
             raise BitstreamError(f"chunk payload has {len(compressed.strings)} tiles, a {width}x{height} frame has {grid.num_tiles}")
-        tiles = self._decode_tiles(compressed)  # (num_tiles, n, 3, tile, tile)
+        return grid, compressed
+
+    @staticmethod
+    def _to_uint8(grid: TileGrid, tiles: Tensor) -> np.ndarray:
+        """tiles (num_tiles, n, 3, tile, tile) -> merged frames (n, H, W, 3) uint8."""
         frames = grid.merge(tiles)  # (n, 3, H, W)
         return (frames * 255.0).round().clamp(0, 255).to(torch.uint8).permute(0, 2, 3, 1).cpu().numpy()
+
+    def decode_chunk(self, params: Mapping[str, JSONValue], chunk: ChunkData, height: int, width: int) -> np.ndarray:
+        """One chunk -> (chunk.num_frames, height, width, 3) uint8; inconsistencies -> ``BitstreamError``."""
+        grid, compressed = self._parse_chunk(params, chunk, height, width)
+        return self._to_uint8(grid, self._decode_tiles(compressed))
+
+    def decode_chunks(self, items: Sequence[tuple[Mapping[str, JSONValue], ChunkData, int, int]]) -> list[np.ndarray]:
+        """Several chunks, of one or several streams of this model -> their frames, as ``decode_chunk`` gives them.
+
+        NeRV-Dec batching: chunks with the same quality level and frame count pool their tiles, so
+        the tiles of many clips (of many videos) go through one token decode and one grouped-conv
+        decoder pass per ``tiles_per_batch`` tiles.
+        """
+        parsed = [self._parse_chunk(*item) for item in items]
+        groups: dict[tuple[int, int], list[int]] = {}
+        for i, (_, compressed) in enumerate(parsed):
+            groups.setdefault((compressed.level, compressed.num_frames), []).append(i)
+        out: list[np.ndarray | None] = [None] * len(items)
+        for (level, num_frames), members in groups.items():
+            strings = [s for i in members for s in parsed[i][1].strings]
+            tiles = self._decode_tiles(CompressedClip(strings, level, num_frames))  # (sum of tiles, n, 3, t, t)
+            first = 0
+            for i in members:
+                grid = parsed[i][0]
+                out[i] = self._to_uint8(grid, tiles[first : first + grid.num_tiles])
+                first += grid.num_tiles
+        return out  # type: ignore[return-value]
 
     def _decode_tiles(self, compressed: CompressedClip) -> Tensor:
         """All tiles of a clip, ``tiles_per_batch`` decoders per batched pass -> (num_tiles, n, 3, tile, tile)."""

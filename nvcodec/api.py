@@ -289,14 +289,14 @@ class _open_reader:
             self._handle.close()
 
 
-def iter_decode(
-    reader: container.StreamReader, frames: slice | None = None, device: str = "cpu",
-    progress: ProgressFn | None = None,
-) -> Iterator[np.ndarray]:
-    """Yield decoded frames chunk by chunk ((n, H, W, 3) uint8), reading only the covering chunks."""
+def stream_codec(header: container.StreamHeader, device: str = "cpu"):
+    """The checked ``VideoCodec`` adapter that decodes streams with ``header`` on ``device``.
+
+    Refuses (``BitstreamError``) a stream made on another device kind, one whose model belongs to
+    another codec, or one made with other weights than the installed ones.
+    """
     from nvcodec import registry
 
-    header = reader.header
     device = _check_device(device)
     if header.made_on != device:
         # Entropy parameters computed on another device kind may differ in the last bits, which
@@ -309,7 +309,25 @@ def iter_decode(
     if spec.codec != header.codec:
         raise BitstreamError(f"stream says codec {header.codec!r} but model {header.model!r} is {spec.codec!r}")
     registry.check_fingerprint(header.model, header.weights)
-    adapter = registry.load_codec(header.model, device, allow_untrained=not spec.weights_file)
+    return registry.load_codec(header.model, device, allow_untrained=not spec.weights_file)
+
+
+def check_decoded(decoded: np.ndarray, header: container.StreamHeader, index: int) -> np.ndarray:
+    """``BitstreamError`` unless chunk ``index`` decoded to (its frames, H, W, 3) uint8."""
+    chunk = header.chunks[index]
+    expected = (chunk.frame_stop - chunk.frame_start, header.height, header.width, 3)
+    if decoded.shape != expected or decoded.dtype != np.uint8:
+        raise BitstreamError(f"chunk {index} decoded to {decoded.shape}, expected {expected}")
+    return decoded
+
+
+def iter_decode(
+    reader: container.StreamReader, frames: slice | None = None, device: str = "cpu",
+    progress: ProgressFn | None = None,
+) -> Iterator[np.ndarray]:
+    """Yield decoded frames chunk by chunk ((n, H, W, 3) uint8), reading only the covering chunks."""
+    header = reader.header
+    adapter = stream_codec(header, device)
     start, stop = _resolve_range(frames, header.frame_count)
     for index in header.chunks_for(start, stop):
         chunk = reader.read_chunk(index)
@@ -317,9 +335,7 @@ def iter_decode(
             decoded = adapter.decode_chunk(header.params, chunk, header.height, header.width)
         except BitstreamError as exc:  # say where: the codec knows what, not which chunk
             raise BitstreamError(f"chunk {index} (frames {chunk.frame_start}:{chunk.frame_stop}): {exc}") from None
-        expected = (chunk.num_frames, header.height, header.width, 3)
-        if decoded.shape != expected or decoded.dtype != np.uint8:
-            raise BitstreamError(f"chunk {index} decoded to {decoded.shape}, expected {expected}")
+        check_decoded(decoded, header, index)
         lo = max(start - chunk.frame_start, 0)
         hi = min(stop, chunk.frame_stop) - chunk.frame_start
         if progress is not None:

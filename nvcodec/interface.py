@@ -97,3 +97,8 @@ class VideoCodec(ABC):
 
         Raises ``BitstreamError`` if the payload is inconsistent with ``params`` or the frame size.
         """
+
+    def decode_chunks(self, items: Sequence[tuple[Mapping[str, JSONValue], ChunkData, int, int]]) -> list[np.ndarray]:
+        """Decode several ``(params, chunk, height, width)`` items (of one or several streams of this
+        model): the same frames as ``decode_chunk`` on each. Codecs that can batch the work override it."""
+        return [self.decode_chunk(*item) for item in items]

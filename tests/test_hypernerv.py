@@ -11,7 +11,7 @@ import numpy as np
 import pytest
 import torch
 
-from nvcodec.errors import BitstreamError, EntropyModelNotReadyError, ModelConfigError
+from nvcodec.errors import BitstreamError, EntropyModelNotReadyError, InputError, ModelConfigError
 from nvcodec.geometry import TileGrid
 from nvcodec.hypernerv.decoder import NervDecoder, fuse_weights, positional_encoding
 from nvcodec.hypernerv.model import CompressedClip
@@ -193,7 +193,7 @@ def test_damaged_payloads_raise_bitstream_error(codec, encoded):
         codec.decode_chunk(params, chunk, 40, 90)  # frame size needs more tiles than coded
     with pytest.raises(BitstreamError):
         codec.decode_chunk(params, ChunkData(0, 7, chunk.payload), 40, 56)  # frame count disagrees
-    for key, value in [("quality", 7), ("tile_size", 32), ("clip_len", 0), ("overlap", "2"), ("version", 2)]:
+    for key, value in [("quality", 7), ("tile_size", 32), ("clip_len", 0), ("overlap", "2"), ("version", 3), ("version", 1), ("tiling", "shift"), ("tiling", None)]:
         with pytest.raises(BitstreamError, match=key):
             codec.decode_chunk({**params, key: value}, chunk, 40, 56)
 
@@ -336,3 +336,41 @@ def test_default_overlap_is_recorded_and_decoded(codec, encoded):
     assert codec.overlap is None and encoded.params["overlap"] == 2 and encoded.stats["num_tiles"] == 12
     fixed = HyperNervVideoCodec(codec.model, "hypernerv-tiny", overlap=0)
     assert fixed.overlap_for(40, 56) == 0
+
+
+@pytest.mark.parametrize("size", [(144, 176), (180, 320), (272, 640), (70, 64), (122, 200), (40, 56)])
+@pytest.mark.parametrize("overlap", [4, 8])
+def test_even_tiling_overlaps_everywhere_and_cross_fades(size, overlap):
+    height, width = size
+    grid = TileGrid(height, width, 64, 64, overlap, "even")
+    shift = TileGrid(height, width, 64, 64, 0)
+    assert grid.min_overlap >= overlap or grid.num_tiles == 1
+    for starts, length in ((grid.row_starts, height), (grid.col_starts, width)):
+        assert starts[0] == 0 and starts[-1] == max(length, 64) - 64  # spread over the frame, no padding past a tile
+        assert len(starts) == 1 or len(starts) == 1 + -(-(length - 64) // (64 - overlap))  # the fewest tiles that overlap enough
+    assert grid.num_tiles >= shift.num_tiles
+    # Where at most two tiles meet, the cross-fades sum to 1 (a partition of unity; merge still
+    # normalises where three do, on frames just over two tiles), rising from ~0 at an inner edge.
+    total, count = torch.zeros(*grid.padded_hw), torch.zeros(*grid.padded_hw)
+    for window, (r, c) in zip(grid.windows(), grid.starts):
+        total[r : r + 64, c : c + 64] += window
+        count[r : r + 64, c : c + 64] += 1
+        assert window.min() > 0 and (grid.num_tiles == 1 or window.min() < 0.01)
+    two = count <= 2
+    torch.testing.assert_close(total[two], torch.ones_like(total[two]), rtol=0, atol=1e-5)
+    frame = torch.rand(2, 3, height, width)
+    torch.testing.assert_close(grid.merge(grid.split(frame)), frame, rtol=0, atol=1e-5)
+
+
+def test_version_1_shift_streams_still_decode(model, clip_frames):
+    legacy = HyperNervVideoCodec(model, "hypernerv-tiny", tiling="shift")
+    old = legacy.encode(clip_frames[:8], quality=1)
+    assert old.params["version"] == 1 and "tiling" not in old.params
+    current = HyperNervVideoCodec(model, "hypernerv-tiny")  # writes version 2, reads both
+    assert current.grid_for(old.params, 40, 56) == TileGrid(40, 56, 16, 16, old.params["overlap"], "shift")
+    np.testing.assert_array_equal(current.decode_chunk(old.params, old.chunks[0], 40, 56), old.reconstruction)
+    new = current.encode(clip_frames[:8], quality=1)
+    assert new.params["version"] == 2 and new.params["tiling"] == "even"
+    assert current.grid_for(new.params, 40, 56).tiling == "even"
+    with pytest.raises(InputError, match="tiling"):
+        HyperNervVideoCodec(model, "hypernerv-tiny", tiling="diagonal")
