@@ -56,19 +56,23 @@ def _psnr(reference: np.ndarray, test: np.ndarray) -> float:
 def fit_per_video_nerv(
     frames: np.ndarray,
     config: DecoderConfig,
-    time_budget_s: float,
+    time_budget_s: float | None = None,
     eval_growth: float = 1.25,
     target_psnr: float | None = None,
     batch_frames: int = 8,
     lr: float = 8e-3,
     seed: int = 0,
+    max_steps: int | None = None,
 ) -> BaselineResult:
-    """Fit per-tile NeRV decoders to ``frames`` (T, H, W, 3) uint8 for ``time_budget_s`` seconds.
+    """Fit per-tile NeRV decoders to ``frames`` (T, H, W, 3) uint8 for ``time_budget_s`` seconds
+    of optimisation or ``max_steps`` steps, whichever comes first (at least one must be given).
 
     Evaluates (all frames) after steps 1, 2, 3, ... growing geometrically by ``eval_growth``, and
     at the end; stops early once ``target_psnr`` is reached at an evaluation (so the time to reach
     it is known to within a factor ``eval_growth``).
     """
+    if time_budget_s is None and max_steps is None:
+        raise ValueError("give time_budget_s or max_steps")
     torch.manual_seed(seed)
     num_frames, height, width, _ = frames.shape
     tile = config.tile_size
@@ -108,7 +112,7 @@ def fit_per_video_nerv(
         optimizer.step()
         trained += time.perf_counter() - start
         steps += 1
-        done = trained >= time_budget_s
+        done = (time_budget_s is not None and trained >= time_budget_s) or (max_steps is not None and steps >= max_steps)
         if done or steps >= next_eval:
             next_eval = max(steps + 1, int(steps * eval_growth))
             psnr, recon = evaluate()

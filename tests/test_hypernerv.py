@@ -252,7 +252,7 @@ def test_tiny_is_a_registry_entry_with_its_own_sub_configs():
         create_config("hypernerv-tiny", hypernet={"tile_size": 32})  # must match the decoder's tile
 
 
-def test_training_system_smoke(tmp_path):
+def test_training_system_smoke(tmp_path, media):  # the tiny config reads ../shared/media: skips without it
     from pathlib import Path
 
     import nvcodec.train
@@ -308,12 +308,14 @@ def test_init_checkpoint_allows_new_modules_only(tmp_path):
 def test_per_video_baseline_learns_the_clip(model, clip_frames):
     from nvcodec.hypernerv.baseline import fit_per_video_nerv
 
-    result = fit_per_video_nerv(clip_frames, model.config.decoder, time_budget_s=60.0, target_psnr=24.0, batch_frames=4)
+    # A step budget, not a time budget: the outcome does not depend on how busy the machine is.
+    result = fit_per_video_nerv(clip_frames, model.config.decoder, max_steps=400, target_psnr=24.0, batch_frames=4)
     steps = [p.steps for p in result.points]
-    seconds = [p.train_seconds for p in result.points]
-    assert steps == sorted(set(steps)) and seconds == sorted(seconds)
-    assert result.points[-1].psnr >= 24.0 > result.points[0].psnr + 8.0  # stops at the target; it fits the clip, not just its mean
+    assert steps == sorted(set(steps)) and steps[-1] < 400  # stopped at the target, well before the budget
+    assert result.points[-1].psnr >= 24.0 > result.points[0].psnr + 8.0  # it fits the clip, not just its mean
     assert result.reconstruction.shape == clip_frames.shape and result.reconstruction.dtype == np.uint8
+    short = fit_per_video_nerv(clip_frames, model.config.decoder, max_steps=5, batch_frames=4)
+    assert [p.steps for p in short.points] == [1, 2, 3, 4, 5] and short.points[-1].psnr < 24.0
 
 
 @pytest.mark.parametrize(

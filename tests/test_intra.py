@@ -4,6 +4,7 @@ decoding in fresh processes (1 and 2 threads), stream validation, a training smo
 from __future__ import annotations
 
 import dataclasses
+import math
 import subprocess
 import sys
 import textwrap
@@ -124,19 +125,30 @@ def test_tiny_config_and_slices() -> None:
     assert create_config("intra-small").quality_levels == 6
 
 
-def test_forward_shapes_and_rate_grows_with_quality() -> None:
+def test_forward_shapes() -> None:
     model = _tiny_model().train()
     x = torch.rand(2, 3, 64, 128)
     out = model(x, 2)
     assert out.x_hat.shape == x.shape
     assert out.y_likelihoods.shape == (2, 32, 4, 8) and out.z_likelihoods.shape == (2, 16, 1, 2)
     assert float(out.bits().detach()) > 0
-    with torch.no_grad():  # untrained y is tiny: widen the gap between the two levels' gains
-        model.log_gain[5].add_(3.0)
-    model.eval().update_entropy_models()
+
+
+def test_rate_grows_with_the_level_gain() -> None:
+    """Level q codes y * gain[q]: with gains 2, 4, ..., 64 the coded bytes grow strictly with q.
+
+    The untrained tiny model's initial gains (0.19 .. 1) leave its small y all zeros at every level
+    (36 bytes each), so the gains are set explicitly: this checks that ``compress`` quantises with
+    the gain of the level it is given, not that training makes the learned gains monotonic.
+    """
+    model = _tiny_model()
+    with torch.no_grad():
+        log_gains = math.log(2.0) * (torch.arange(6, dtype=torch.float32) + 1)  # (L,) gains 2 .. 64
+        model.log_gain.copy_(log_gains[:, None].expand_as(model.log_gain))
+        model.log_inv_gain.copy_(-model.log_gain)
     image = torch.from_numpy(_image(64, 96)).permute(2, 0, 1)[None].float() / 255
-    sizes = [model.compress(image, q).num_bytes for q in (0, 5)]
-    assert sizes[1] > sizes[0]
+    sizes = [model.compress(image, q).num_bytes for q in range(6)]
+    assert all(low < high for low, high in zip(sizes, sizes[1:])), sizes
 
 
 # -- coding --------------------------------------------------------------------------------------
@@ -180,9 +192,11 @@ def test_damaged_chunks_raise_bitstream_error(tiny_codec: IntraVideoCodec) -> No
         "huge length": payload[:16] + b"\xff\xff\xff\x7f" + payload[20:],
     }
     for reason, data in bad.items():
-        with pytest.raises(BitstreamError):
+        try:
             tiny_codec.decode_chunk(encoded.params, ChunkData(0, 1, data), 40, 50)
-        assert reason
+        except BitstreamError:
+            continue
+        pytest.fail(f"{reason}: decoded without BitstreamError")
     with pytest.raises(BitstreamError):
         tiny_codec.decode_chunk(encoded.params, encoded.chunks[0], 41, 50)  # frame size mismatch
     with pytest.raises(BitstreamError):
