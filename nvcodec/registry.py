@@ -330,7 +330,8 @@ def load_codec(name: str, device: str = "cpu", allow_untrained: bool = False) ->
     """The ``VideoCodec`` adapter for model ``name`` with its shipped weights loaded and ready to code.
 
     ``allow_untrained`` builds a randomly initialised model when no weights ship (tests only; its
-    fingerprint is the empty string).
+    fingerprint is the empty string). Its initialisation is seeded (the same weights in every
+    process, so its streams decode anywhere) on a forked generator: the caller's is left alone.
     """
     spec = get_spec(name)
     if spec.has_weights:
@@ -339,8 +340,10 @@ def load_codec(name: str, device: str = "cpu", allow_untrained: bool = False) ->
     elif allow_untrained:
         import torch
 
-        torch.manual_seed(0)
-        model = create_model(name).eval().to(device)
+        with torch.random.fork_rng(devices=[]):  # the model is built on the CPU, then moved
+            torch.manual_seed(0)
+            model = create_model(name).eval()
+        model = model.to(device)
     else:
         raise UnknownModelError(f"model {name!r} has no shipped weights (expected {spec.weights_path})")
     model.update_entropy_models()

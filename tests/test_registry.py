@@ -152,3 +152,18 @@ def test_tampered_weights_are_refused(tmp_path, monkeypatch) -> None:
     with pytest.raises(UnknownModelError, match="manifest"):
         registry.weights_fingerprint("intra-tiny")
     registry._checked_sha256.cache_clear()
+
+
+def test_untrained_codec_is_seeded_without_touching_the_callers_generator() -> None:
+    registry.load_codec.cache_clear()
+    torch.manual_seed(123)
+    expected = torch.rand(4)
+    torch.manual_seed(123)
+    first = registry.load_codec("intra-tiny", allow_untrained=True)
+    assert torch.equal(torch.rand(4), expected)  # the global generator continues where it was
+    registry.load_codec.cache_clear()
+    torch.rand(7)  # another global state: the untrained weights do not depend on it
+    second = registry.load_codec("intra-tiny", allow_untrained=True)
+    assert first is not second
+    for key, value in first.model.state_dict().items():
+        assert torch.equal(second.model.state_dict()[key], value), key
