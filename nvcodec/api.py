@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import os
 import time
+import warnings
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from fractions import Fraction
@@ -29,7 +30,10 @@ __all__ = [
     "EncodeReport",
     "DecodeReport",
     "parse_frame_range",
+    "PartialInputWarning",
 ]
+
+PartialInputWarning = io.PartialInputWarning  # a result holds fewer frames than asked for or claimed
 
 VideoSource = str | os.PathLike | np.ndarray
 ProgressFn = Callable[[int], None]
@@ -60,6 +64,7 @@ class StreamInfo:
     total_bytes: int
     header_bytes: int
     chunks: tuple[ChunkInfo, ...]
+    verified: bool = False  # every chunk's CRC was checked (``info(..., verify=True)``)
 
     @property
     def bpp(self) -> float:
@@ -81,6 +86,7 @@ class StreamInfo:
             "header_bytes": self.header_bytes,
             "bpp": self.bpp,
             "chunks": [vars(c) for c in self.chunks],
+            "verified": self.verified,
         }
 
 
@@ -95,6 +101,7 @@ class EncodeReport:
     height: int
     psnr_rgb: float
     seconds: float
+    warning: str | None = None  # fewer frames than asked for or than the input claims (see io.FrameShortfall)
 
     @property
     def fps(self) -> float:
@@ -115,6 +122,7 @@ class DecodeReport:
     width: int
     height: int
     seconds: float
+    warning: str | None = None  # frames asked for past the stream's end (clamped)
 
     @property
     def fps(self) -> float:
@@ -128,7 +136,11 @@ class DecodeReport:
 
 
 def parse_frame_range(text: str | None, frame_count: int | None = None) -> slice | None:
-    """``"A:B"``, ``"A:"``, ``":B"`` or ``"A"`` -> slice; bounds are checked when ``frame_count`` is known."""
+    """``"A:B"``, ``"A:"``, ``":B"`` or ``"A"`` (= ``A:A+1``) -> slice, checked by ``io.frame_bounds``.
+
+    With ``frame_count`` the rest of the rule applies too (``io.clamp_frames``: ``A`` past the end
+    raises ``InputError``; a ``B`` past the end is clamped later, with a warning).
+    """
     if text is None:
         return None
     parts = text.split(":")
@@ -143,23 +155,20 @@ def parse_frame_range(text: str | None, frame_count: int | None = None) -> slice
             raise ValueError
     except ValueError:
         raise InputError(f"bad frame range {text!r}; expected A:B") from None
-    if start < 0 or (stop is not None and stop <= start):
-        raise InputError(f"bad frame range {text!r}; need 0 <= A < B")
-    if frame_count is not None and start >= frame_count:
-        raise InputError(f"frame range {text!r} starts past the last frame ({frame_count} frames)")
+    start, stop = io.frame_bounds(slice(start, stop))
+    if frame_count is not None:
+        io.clamp_frames("input", start, stop, frame_count)
     return slice(start, stop)
 
 
-def _resolve_range(frames: slice | None, frame_count: int) -> tuple[int, int]:
-    if frames is None:
-        return 0, frame_count
-    if frames.step not in (None, 1):
-        raise InputError("frame ranges must be contiguous (step 1)")
-    start = 0 if frames.start is None else frames.start
-    stop = frame_count if frames.stop is None else min(frames.stop, frame_count)
-    if start < 0 or start >= frame_count or stop <= start:
-        raise InputError(f"frame range {start}:{frames.stop} outside the stream's 0:{frame_count}")
-    return start, stop
+def _resolve_range(frames: slice | None, frame_count: int, source: str) -> tuple[int, int, io.FrameShortfall | None]:
+    """The frame-range rule on a stream of ``frame_count`` frames -> (start, stop, shortfall)."""
+    start, stop = io.frame_bounds(frames)
+    return io.clamp_frames(source, start, stop, frame_count, noun="stream")
+
+
+def _source_name(data: bytes | str | os.PathLike) -> str:
+    return "stream" if isinstance(data, (bytes, bytearray, memoryview)) else str(data)
 
 
 def _check_device(device: str) -> str:
@@ -182,14 +191,11 @@ def _load_source(video: VideoSource, frames: slice | None) -> io.Video:
             raise InputError(f"array input has no pixels: shape {video.shape}")
         if max(array.shape[1:3]) > container.MAX_SIDE:
             raise InputError(f"frame size {array.shape[2]}x{array.shape[1]} above {container.MAX_SIDE} per side")
-        if frames is not None:
-            array = array[frames]
-            if array.shape[0] == 0:
-                raise InputError(f"frame range {frames.start}:{frames.stop} selects no frames")
-        return io.Video(np.ascontiguousarray(array), io.DEFAULT_FPS)
-    start = 0 if frames is None or frames.start is None else frames.start
-    stop = None if frames is None else frames.stop
-    return io.read_video(video, start, stop)
+        start, stop, shortfall = io.clamp_frames("array", *io.frame_bounds(frames), array.shape[0])
+        if shortfall is not None:
+            warnings.warn(shortfall.message("encoded"), PartialInputWarning, stacklevel=3)
+        return io.Video(np.ascontiguousarray(array[start:stop]), io.DEFAULT_FPS, shortfall)
+    return io.read_video(video, *io.frame_bounds(frames))  # warns itself on a shortfall
 
 
 def _encode_video(
@@ -236,15 +242,25 @@ def encode(
     """Encode a video (path, or uint8 array (T, H, W, 3)) into a complete ``.nvc`` stream.
 
     ``quality`` picks a shipped rate point, 0 .. levels-1 (higher = better; default: the middle one).
+    ``frames=slice(A, B)``: ``A`` past the end raises ``InputError``; ``B`` past the end, or an
+    input with fewer frames than its header claims, encodes what there is and warns with
+    ``PartialInputWarning``.
     """
     stream, _ = _encode_video(_load_source(video, frames), codec, quality, model, refine_steps, device, progress)
     return stream
 
 
-def info(data: bytes | str | os.PathLike) -> StreamInfo:
-    """Header, sizes and rate of a stream given as bytes or a file path."""
+def info(data: bytes | str | os.PathLike, verify: bool = False) -> StreamInfo:
+    """Header, sizes and rate of a stream given as bytes or a file path.
+
+    Reads the header only (its CRC and chunk table are always checked: the table must cover every
+    frame exactly once). ``verify=True`` also reads every chunk and checks its CRC; the first
+    damaged chunk raises ``BitstreamError`` naming it.
+    """
     with _open_reader(data) as reader:
         header = reader.header
+        if verify:
+            reader.verify()
         chunks = tuple(ChunkInfo(i, c.frame_start, c.frame_stop, c.length) for i, c in enumerate(header.chunks))
         return StreamInfo(
             codec=header.codec,
@@ -260,6 +276,7 @@ def info(data: bytes | str | os.PathLike) -> StreamInfo:
             total_bytes=reader.size,
             header_bytes=reader.size - header.chunk_area_bytes,
             chunks=chunks,
+            verified=verify,
         )
 
 
@@ -325,10 +342,16 @@ def iter_decode(
     reader: container.StreamReader, frames: slice | None = None, device: str = "cpu",
     progress: ProgressFn | None = None,
 ) -> Iterator[np.ndarray]:
-    """Yield decoded frames chunk by chunk ((n, H, W, 3) uint8), reading only the covering chunks."""
+    """Yield decoded frames chunk by chunk ((n, H, W, 3) uint8), reading only the covering chunks.
+
+    The frame-range rule of ``io.clamp_frames``: ``A`` past the end raises ``InputError``, ``B``
+    past the end is clamped with a ``PartialInputWarning``.
+    """
     header = reader.header
     adapter = stream_codec(header, device)
-    start, stop = _resolve_range(frames, header.frame_count)
+    start, stop, shortfall = _resolve_range(frames, header.frame_count, "stream")
+    if shortfall is not None:
+        warnings.warn(shortfall.message("decoded"), PartialInputWarning, stacklevel=2)
     for index in header.chunks_for(start, stop):
         chunk = reader.read_chunk(index)
         try:
@@ -344,9 +367,16 @@ def iter_decode(
 
 
 def decode(data: bytes | str | os.PathLike, frames: slice | None = None, device: str = "cpu") -> np.ndarray:
-    """Decode a stream (bytes or path) into uint8 frames (T, H, W, 3); ``frames`` selects a range."""
+    """Decode a stream (bytes or path) into uint8 frames (T, H, W, 3); ``frames`` selects a range.
+
+    ``frames=slice(A, B)``: ``A`` past the end raises ``InputError``; ``B`` past the end is clamped
+    with a ``PartialInputWarning``.
+    """
     with _open_reader(data) as reader:
-        return np.concatenate(list(iter_decode(reader, frames, device)), axis=0)
+        start, stop, shortfall = _resolve_range(frames, reader.header.frame_count, _source_name(data))
+        if shortfall is not None:
+            warnings.warn(shortfall.message("decoded"), PartialInputWarning, stacklevel=2)
+        return np.concatenate(list(iter_decode(reader, slice(start, stop), device)), axis=0)
 
 
 def _same_file(a: Path, b: Path) -> bool:
@@ -378,7 +408,11 @@ def encode_file(
     progress: ProgressFn | None = None,
     on_loaded: Callable[[int], None] | None = None,
 ) -> EncodeReport:
-    """Encode ``src`` into the ``.nvc`` file ``dst`` (written atomically; never over ``src``)."""
+    """Encode ``src`` into the ``.nvc`` file ``dst`` (written atomically; never over ``src``).
+
+    A shorter input than asked for or claimed is encoded as far as it goes: ``report.warning`` says
+    so (and a ``PartialInputWarning`` is issued).
+    """
     src, dst = Path(src), Path(dst)
     _check_output(src, dst)
     if dst.exists() and not force:
@@ -400,6 +434,7 @@ def encode_file(
         height=source.height,
         psnr_rgb=psnr,
         seconds=seconds,
+        warning=None if source.shortfall is None else source.shortfall.message("encoded"),
     )
 
 
@@ -413,7 +448,7 @@ def decode_file(
     progress: ProgressFn | None = None,
     on_loaded: Callable[[int], None] | None = None,
 ) -> DecodeReport:
-    """Decode ``src`` into ``dst`` (.mkv lossless FFV1, .mp4 H.264, .png, or a folder of PNGs).
+    """Decode ``src`` into ``dst`` (.mkv lossless FFV1, .mp4 H.264, .y4m, .png, or a folder of PNGs).
 
     Frames are written chunk by chunk, so memory does not grow with the frame count. The output is
     written to a temporary name and renamed: an error or an interrupt leaves no partial file.
@@ -425,7 +460,10 @@ def decode_file(
         raise InputError(f"output {dst} exists; pass --force to overwrite")
     with _open_reader(src) as reader:
         header = reader.header
-        start, stop = _resolve_range(frames, header.frame_count)
+        start, stop, shortfall = _resolve_range(frames, header.frame_count, str(src))
+        warning = None if shortfall is None else shortfall.message("decoded")
+        if warning is not None:
+            warnings.warn(warning, PartialInputWarning, stacklevel=2)
         if kind == "png" and stop - start != 1:
             raise InputError(f"a .png output holds one frame; {stop - start} selected (use --frames A:A+1 or a folder)")
         if on_loaded is not None:
@@ -445,4 +483,5 @@ def decode_file(
             width=header.width,
             height=header.height,
             seconds=seconds,
+            warning=warning,
         )

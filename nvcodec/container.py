@@ -273,6 +273,15 @@ class StreamReader:
         payload = self._read_exact(length, f"chunk {index}")
         (stored_crc,) = _U32.unpack(self._read_exact(4, f"chunk {index} CRC"))
         if zlib.crc32(payload) != stored_crc:
-            raise BitstreamError(f"chunk {index} CRC mismatch: the stream is damaged")
+            raise BitstreamError(f"chunk {index} (frames {entry.frame_start}:{entry.frame_stop}) CRC mismatch: the stream is damaged")
         self.chunks_read.append(index)
         return ChunkData(entry.frame_start, entry.frame_stop, payload)
+
+    def verify(self) -> None:
+        """Read every chunk and check its length and CRC; ``BitstreamError`` names the first damaged one.
+
+        That the chunk table covers every frame exactly once, in order, and accounts for every byte
+        of the stream was already checked when the header was parsed (``StreamHeader.from_json``).
+        """
+        for index in range(len(self.header.chunks)):
+            self.read_chunk(index)
