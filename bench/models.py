@@ -4,11 +4,12 @@ from __future__ import annotations
 
 from collections.abc import Sequence
 
+from nvcodec.container import CODEC_NAMES
 from nvcodec.errors import InputError
 
 __all__ = ["NVCODEC_CODECS", "model_for", "synthetic_clip"]
 
-NVCODEC_CODECS = ("intra", "hypernerv")
+NVCODEC_CODECS = CODEC_NAMES  # nvcodec's own codecs (the rest are classical anchors)
 
 
 def model_for(codec: str, overrides: Sequence[str] = ()) -> str:

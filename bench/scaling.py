@@ -47,7 +47,7 @@ LogFn = Callable[[str], None]
 
 @dataclass(frozen=True)
 class ScalingGrid:
-    codecs: tuple[str, ...] = ("intra", "hypernerv", "x264", "x265")
+    codecs: tuple[str, ...] = (*NVCODEC_CODECS, "x264", "x265")
     frame_counts: tuple[int, ...] = (8, 16, 32, 64, 128)  # at base_size
     sizes: tuple[tuple[int, int], ...] = ((128, 128), (256, 256), (512, 512), (1280, 720))  # (W, H) at base_frames
     base_size: tuple[int, int] = (256, 256)

@@ -24,17 +24,16 @@ from collections.abc import Iterator, Mapping
 
 import numpy as np
 import torch
-from torch import Tensor
 
 from nvcodec.codec.model import IntraCodec, IntraCompressed
 from nvcodec.errors import BitstreamError, InputError, NvcodecError
-from nvcodec.interface import ChunkData, EncodedVideo, JSONValue, ProgressFn, VideoCodec
+from nvcodec.geometry import frames_to_tensor, tensor_to_frames
+from nvcodec.interface import MAX_SIDE, ChunkData, EncodedVideo, JSONValue, ProgressFn, VideoCodec
 
 __all__ = ["IntraVideoCodec", "CHUNK_VERSION", "pack_chunk", "unpack_chunk", "single_thread"]
 
 CHUNK_VERSION = 1
 _HEADER = struct.Struct("<BBHIIHH")
-MAX_SIDE = 1 << 16
 
 
 def pack_chunk(compressed: IntraCompressed) -> bytes:
@@ -73,16 +72,6 @@ def single_thread() -> Iterator[None]:
         torch.set_num_threads(previous)
 
 
-def _to_tensor(frame: np.ndarray, device: str) -> Tensor:
-    """(H, W, 3) uint8 -> (1, 3, H, W) float in [0, 1]."""
-    return torch.from_numpy(np.ascontiguousarray(frame)).to(device).permute(2, 0, 1)[None].float() / 255.0
-
-
-def _to_uint8(x_hat: Tensor) -> np.ndarray:
-    """(1, 3, H, W) in [0, 1] -> (H, W, 3) uint8: the one rounding used by encoder and decoder."""
-    return torch.round(x_hat[0].clamp(0.0, 1.0) * 255.0).to(torch.uint8).permute(1, 2, 0).cpu().numpy()
-
-
 class IntraVideoCodec(VideoCodec):
     """Adapter: frames <-> one chunk per frame, coded by an ``IntraCodec`` (entropy models updated)."""
 
@@ -107,18 +96,18 @@ class IntraVideoCodec(VideoCodec):
         """``frames``: (T, H, W, 3) uint8. ``refine_steps`` is ignored (no per-image optimisation)."""
         quality = self.check_quality(quality)
         self.check_frames(frames)
-        if max(frames.shape[1:3]) > MAX_SIDE - 1:
-            raise InputError(f"frame size {frames.shape[1]}x{frames.shape[2]} exceeds {MAX_SIDE - 1} per side")
+        if max(frames.shape[1:3]) > MAX_SIDE:
+            raise InputError(f"frame size {frames.shape[2]}x{frames.shape[1]} exceeds {MAX_SIDE} per side")
         self.model.eval()
         chunks: list[ChunkData] = []
         reconstruction = np.empty_like(frames)
         total_bits = 0
         with torch.inference_mode(), single_thread():
             for index, frame in enumerate(frames):
-                encoded = self.model.encode(_to_tensor(frame, self.device), quality)
+                encoded = self.model.encode(frames_to_tensor(frame, self.device)[None], quality)  # (1, 3, H, W)
                 payload = pack_chunk(encoded.compressed)
                 chunks.append(ChunkData(index, index + 1, payload))
-                reconstruction[index] = _to_uint8(encoded.x_hat)
+                reconstruction[index] = tensor_to_frames(encoded.x_hat[0])
                 total_bits += 8 * len(payload)
                 if progress is not None:
                     progress(1)
@@ -136,7 +125,7 @@ class IntraVideoCodec(VideoCodec):
             raise BitstreamError(f"intra chunk version {params.get('chunk_version')!r} unsupported")
         if chunk.num_frames != 1:
             raise BitstreamError(f"intra chunks hold one frame each, this one covers {chunk.num_frames}")
-        if not (0 < height < MAX_SIDE and 0 < width < MAX_SIDE):
+        if not (0 < height <= MAX_SIDE and 0 < width <= MAX_SIDE):
             raise BitstreamError(f"frame size {height}x{width} out of range")
         compressed = unpack_chunk(chunk.payload, quality, height, width, self.model.latent_hw_for((height, width)))
         self.model.eval()
@@ -147,4 +136,4 @@ class IntraVideoCodec(VideoCodec):
             raise
         except Exception as exc:  # the rANS decoder / entropy models reject damaged strings in their own ways
             raise BitstreamError(f"intra chunk for frames {chunk.frame_start}:{chunk.frame_stop} is damaged: {exc}") from None
-        return _to_uint8(x_hat)[None]
+        return tensor_to_frames(x_hat)  # (1, H, W, 3)

@@ -33,8 +33,8 @@ from torch import Tensor
 
 from nvcodec.entropy.rans import pack_strings, unpack_strings
 from nvcodec.errors import BitstreamError, InputError
-from nvcodec.geometry import TILINGS, TileGrid
-from nvcodec.interface import ChunkData, EncodedVideo, JSONValue, ProgressFn, VideoCodec
+from nvcodec.geometry import TILINGS, TileGrid, frames_to_tensor, tensor_to_frames
+from nvcodec.interface import MAX_SIDE, ChunkData, EncodedVideo, JSONValue, ProgressFn, VideoCodec
 
 from .model import CompressedClip, HyperNerv
 
@@ -180,7 +180,7 @@ class HyperNervVideoCodec(VideoCodec):
         clip_len = self.model.config.clip_len
         for start in range(0, frames.shape[0], clip_len):
             stop = min(start + clip_len, frames.shape[0])
-            clip = torch.from_numpy(frames[start:stop]).to(self.device).permute(0, 3, 1, 2).float() / 255.0  # (n, 3, H, W)
+            clip = frames_to_tensor(frames[start:stop], self.device)  # (n, 3, H, W)
             tiles = grid.split(clip).contiguous()  # (num_tiles, n, 3, tile, tile)
             strings: list[bytes] = []
             for first in range(0, grid.num_tiles, self.tiles_per_batch):
@@ -222,7 +222,7 @@ class HyperNervVideoCodec(VideoCodec):
     def grid_for(self, params: Mapping[str, JSONValue], height: int, width: int) -> TileGrid:
         """The tile grid a stream with header ``params`` uses on ``height x width`` frames (checked)."""
         _, _, overlap, tiling = self._check_params(params)
-        if not (isinstance(height, int) and isinstance(width, int) and 1 <= height <= 1 << 16 and 1 <= width <= 1 << 16):
+        if not (isinstance(height, int) and isinstance(width, int) and 1 <= height <= MAX_SIDE and 1 <= width <= MAX_SIDE):
             raise BitstreamError(f"frame size {width}x{height} out of range")
         grid = self._grid(height, width, overlap, tiling)
         if grid.num_tiles > MAX_TILES:
@@ -248,7 +248,7 @@ class HyperNervVideoCodec(VideoCodec):
     def _to_uint8(grid: TileGrid, tiles: Tensor) -> np.ndarray:
         """tiles (num_tiles, n, 3, tile, tile) -> merged frames (n, H, W, 3) uint8."""
         frames = grid.merge(tiles)  # (n, 3, H, W)
-        return (frames * 255.0).round().clamp(0, 255).to(torch.uint8).permute(0, 2, 3, 1).cpu().numpy()
+        return tensor_to_frames(frames)
 
     def decode_chunk(self, params: Mapping[str, JSONValue], chunk: ChunkData, height: int, width: int) -> np.ndarray:
         """One chunk -> (chunk.num_frames, height, width, 3) uint8; inconsistencies -> ``BitstreamError``."""

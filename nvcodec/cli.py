@@ -13,6 +13,8 @@ import os
 import sys
 from collections.abc import Callable, Iterator, Sequence
 
+from nvcodec.container import CODEC_NAMES  # torch-free
+
 EXIT_OK, EXIT_INTERNAL, EXIT_BAD_INPUT, EXIT_INTERRUPTED = 0, 1, 2, 130
 
 
@@ -31,7 +33,7 @@ def _build_parser() -> argparse.ArgumentParser:
     enc = sub.add_parser("encode", help="encode a video or image into a .nvc stream")
     enc.add_argument("input", help="a local video (MP4/MOV, Matroska/WebM, AVI, MPEG-TS/PS, Ogg, FLV, Y4M) or image (PNG, JPEG, WebP, BMP, TIFF)")
     enc.add_argument("-o", "--output", required=True, help="output .nvc file")
-    enc.add_argument("--codec", choices=("intra", "hypernerv"), default="intra")
+    enc.add_argument("--codec", choices=CODEC_NAMES, default="intra")
     enc.add_argument("--model", default=None, help="registered model name (default: the codec's shipped model)")
     enc.add_argument("--quality", type=int, default=None, help="rate point, 0..levels-1, higher = better (default: middle)")
     enc.add_argument("--refine-steps", type=int, default=0, help="hypernerv: gradient steps on the weight tokens after the forward pass")
@@ -69,7 +71,7 @@ def _build_parser() -> argparse.ArgumentParser:
     sub.add_parser("bench", help="benchmarks: nvcodec bench rd|speed|scaling ...", add_help=False)
 
     demo = sub.add_parser("demo", help="encode + decode the bundled clip with the shipped default model and report")
-    demo.add_argument("--codec", choices=("intra", "hypernerv"), default="intra")
+    demo.add_argument("--codec", choices=CODEC_NAMES, default="intra")
     demo.add_argument("--quality", type=int, default=None)
     demo.add_argument("--out", default="demo-out", help="folder for demo.nvc and demo.mkv (default: demo-out)")
     _add_common(demo)

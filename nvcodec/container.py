@@ -28,12 +28,13 @@ from fractions import Fraction
 from typing import BinaryIO
 
 from nvcodec.errors import BitstreamError, UnsupportedVersionError
-from nvcodec.interface import ChunkData, JSONValue
+from nvcodec.interface import MAX_FRAMES, MAX_SIDE, ChunkData, JSONValue
 
 __all__ = [
     "MAGIC",
     "FORMAT_VERSION",
     "CODEC_IDS",
+    "CODEC_NAMES",
     "ChunkEntry",
     "StreamHeader",
     "pack_stream",
@@ -51,10 +52,9 @@ _U32 = struct.Struct("<I")
 # Frozen codec id table: ids are never reused or reordered.
 CODEC_IDS: dict[int, str] = {1: "intra", 2: "hypernerv"}
 _CODEC_TO_ID = {name: cid for cid, name in CODEC_IDS.items()}
+CODEC_NAMES: tuple[str, ...] = tuple(CODEC_IDS.values())  # every codec name, in id order (CLI choices etc.)
 
 MAX_HEADER_BYTES = 4 << 20
-MAX_SIDE = 8192
-MAX_FRAMES = 100_000
 MAX_CHUNK_BYTES = 1 << 30
 MAX_FPS_TERM = 1_000_000
 PIXEL_FORMATS = ("rgb24",)

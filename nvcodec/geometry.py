@@ -1,4 +1,4 @@
-"""Padding, cropping and tiling: the one place where frame geometry is decided.
+"""Frame <-> tensor conversion, padding, cropping and tiling: the one place where frame geometry is decided.
 
 Pure torch, no upward imports: codec/, hypernerv/ and the API all use these helpers.
 """
@@ -7,11 +7,35 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
+import numpy as np
 import torch
 import torch.nn.functional as F
 from torch import Tensor
 
-__all__ = ["pad_to_multiple", "crop_to", "TileGrid", "TILINGS"]
+__all__ = ["frames_to_tensor", "tensor_to_frames", "unit_float", "quantise_uint8", "pad_to_multiple", "crop_to", "TileGrid", "TILINGS"]
+
+
+def unit_float(x: Tensor) -> Tensor:
+    """uint8 samples -> float32 in [0, 1] (same shape)."""
+    return x.float() / 255.0
+
+
+def quantise_uint8(x: Tensor) -> Tensor:
+    """Float samples, nominally in [0, 1] -> uint8 (same shape): clamped, scaled, rounded half to even.
+
+    The one rounding of every reconstruction: encoders and decoders must agree on it bit for bit.
+    """
+    return (x.clamp(0.0, 1.0) * 255.0).round().to(torch.uint8)
+
+
+def frames_to_tensor(frames: np.ndarray, device: torch.device | str | None = None) -> Tensor:
+    """uint8 RGB frames (..., H, W, 3) -> float32 (..., 3, H, W) in [0, 1] on ``device``."""
+    return unit_float(torch.from_numpy(np.ascontiguousarray(frames)).to(device).movedim(-1, -3))
+
+
+def tensor_to_frames(x: Tensor) -> np.ndarray:
+    """Float (..., 3, H, W), nominally in [0, 1] -> uint8 RGB frames (..., H, W, 3) on the CPU."""
+    return quantise_uint8(x).movedim(-3, -1).cpu().numpy()
 
 
 def pad_to_multiple(x: Tensor, multiple: int, mode: str = "replicate") -> Tensor:

@@ -13,9 +13,14 @@ from typing import Any, ClassVar
 
 import numpy as np
 
-__all__ = ["ChunkData", "EncodedVideo", "VideoCodec", "ProgressFn", "JSONValue"]
+__all__ = ["ChunkData", "EncodedVideo", "VideoCodec", "ProgressFn", "JSONValue", "MAX_SIDE", "MAX_FRAMES"]
 
 JSONValue = Any  # int | float | str | bool | None | list | dict, JSON-serialisable
+
+# The size limits of every stream, in one place: the container, the API, the input readers and both
+# codecs check against these (the container re-exports them).
+MAX_SIDE = 8192  # pixels per side of a frame
+MAX_FRAMES = 100_000  # frames per stream
 ProgressFn = Callable[[int], None]  # called with the number of frames just finished
 
 

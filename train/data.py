@@ -21,6 +21,7 @@ from torch import Tensor
 from torch.utils.data import DataLoader, Dataset
 
 from nvcodec.errors import InputError
+from nvcodec.geometry import frames_to_tensor
 from nvcodec.io import IMAGE_SUFFIXES, iter_frames, read_video
 
 __all__ = ["ImageDataModule", "RandomCropDataset", "load_sources", "SHARED_MEDIA"]
@@ -71,8 +72,7 @@ def _random_crop(source: np.ndarray, crop: int, min_scale: float) -> Tensor:
     size = max(size, 1)
     top = int(torch.randint(0, height - size + 1, ()))
     left = int(torch.randint(0, width - size + 1, ()))
-    patch = torch.from_numpy(np.ascontiguousarray(source[top : top + size, left : left + size]))
-    patch = patch.permute(2, 0, 1).float().div_(255.0)  # (3, size, size)
+    patch = frames_to_tensor(source[top : top + size, left : left + size])  # (3, size, size)
     if size != crop:
         patch = F.interpolate(patch[None], size=(crop, crop), mode="bilinear", antialias=True, align_corners=False)[0]
     if torch.rand(()) < 0.5:

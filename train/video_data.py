@@ -16,6 +16,7 @@ import torch.nn.functional as F
 from torch import Tensor
 from torch.utils.data import DataLoader, Dataset
 
+from nvcodec.geometry import frames_to_tensor, unit_float
 from nvcodec.io import read_video
 
 from .synthetic import random_camera_path, render_camera_path
@@ -44,7 +45,7 @@ def load_videos(paths: Sequence[str], scales: Sequence[float] = (1.0,), max_fram
 
 def load_images(paths: Sequence[str]) -> list[Tensor]:
     """Still images -> (3, H, W) float in [0, 1]."""
-    return [torch.from_numpy(read_video(path).frames[0]).permute(2, 0, 1).float() / 255.0 for path in paths]
+    return [frames_to_tensor(read_video(path).frames[0]) for path in paths]
 
 
 class ClipDataset(Dataset):
@@ -99,7 +100,7 @@ class ClipDataset(Dataset):
         clip = video[start : start + span : stride, :, top : top + self.tile_size, left : left + self.tile_size]
         if float(torch.rand((), generator=generator)) < 0.2:
             clip = clip.flip(0)  # time reversal: plausible motion, doubles the variety
-        return clip.float() / 255.0  # (T, 3, tile, tile)
+        return unit_float(clip)  # (T, 3, tile, tile)
 
     def _synthetic(self, generator: torch.Generator) -> Tensor:
         image = self.images[self._randint(len(self.images), generator)]  # (3, H, W)

@@ -13,7 +13,9 @@ from typing import Any
 import numpy as np
 import pytest
 
-NVCODEC = ("intra", "hypernerv")
+from nvcodec.container import CODEC_NAMES
+
+NVCODEC = CODEC_NAMES
 CLASSICAL = ("x264", "x265")
 
 
@@ -67,10 +69,10 @@ def _intra_latent(settings, clip: np.ndarray):
     """intra's model and its latent y of the first frame: (1, M, H/16, W/16), quality gain not applied."""
     import torch
 
-    from nvcodec.geometry import pad_to_multiple
+    from nvcodec.geometry import frames_to_tensor, pad_to_multiple
 
     model = _adapter("intra", settings).model
-    x = torch.from_numpy(clip[0]).permute(2, 0, 1)[None].float().div(255).to(settings.device)  # (1, 3, H, W)
+    x = frames_to_tensor(clip[0], settings.device)[None]  # (1, 3, H, W)
     x = pad_to_multiple(x, model.config.pad_multiple)
     with torch.inference_mode():
         y = model.analysis(x)
@@ -79,15 +81,12 @@ def _intra_latent(settings, clip: np.ndarray):
 
 def _hypernerv_tiles(settings, clip: np.ndarray):
     """hypernerv's model and the first clip cut into tiles: (B, T, 3, tile, tile)."""
-    import torch
+    from nvcodec.geometry import TileGrid, frames_to_tensor
 
     model = _adapter("hypernerv", settings).model
     tile, clip_len = model.config.tile_size, model.config.clip_len
-    frames = torch.from_numpy(clip[:clip_len]).permute(0, 3, 1, 2).float().div(255)  # (n, 3, H, W)
-    rows, cols = max(settings.height // tile, 1), max(settings.width // tile, 1)
-    frames = torch.nn.functional.pad(frames, (0, max(tile - frames.shape[-1], 0), 0, max(tile - frames.shape[-2], 0)), mode="replicate")
-    tiles = frames[:, :, : rows * tile, : cols * tile].reshape(frames.shape[0], 3, rows, tile, cols, tile)
-    tiles = tiles.permute(2, 4, 0, 1, 3, 5).reshape(rows * cols, frames.shape[0], 3, tile, tile)  # (B, n, 3, t, t)
+    frames = frames_to_tensor(clip[:clip_len])  # (n, 3, H, W)
+    tiles = TileGrid(frames.shape[-2], frames.shape[-1], tile, tile).split(frames)  # (B, n, 3, t, t), as the codec cuts them
     return model, model.pad_clip(tiles.to(settings.device))
 
 
