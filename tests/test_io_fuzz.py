@@ -20,6 +20,7 @@ from conftest import moving_clip
 from nvcodec import io
 from nvcodec.bench.fuzz import time_limit
 from nvcodec.errors import InputError
+from test_input_policy import write_av
 
 CASES_PER_SEED = 500  # x 2 seeds = 1000 mutated inputs
 INTERESTING_U32 = (0, 1, 7, 8, 0x7FFFFFFF, 0x80000000, 0xFFFFFFFF, 0xFFFF, 0x10000, 32, 8192, 8193)
@@ -27,18 +28,10 @@ INTERESTING_U32 = (0, 1, 7, 8, 0x7FFFFFFF, 0x80000000, 0xFFFFFFFF, 0xFFFF, 0x100
 
 def seed_file(path: Path, fmt: str) -> bytes:
     """A valid 4-frame 32x32 video: H.264 in MP4 (moov first) or FFV1 in Matroska."""
-    import av
-
-    codec, pix_fmt, options = ("libx264", "yuv420p", {"movflags": "faststart"}) if fmt == "mp4" else ("ffv1", "bgr0", {})
-    with av.open(str(path), "w", format=fmt, options=options) as container:
-        stream = container.add_stream(codec, rate=25)
-        stream.width = stream.height = 32
-        stream.pix_fmt = pix_fmt
-        for rgb in moving_clip(4, 32, 32):
-            for packet in stream.encode(av.VideoFrame.from_ndarray(rgb, format="rgb24")):
-                container.mux(packet)
-        for packet in stream.encode():
-            container.mux(packet)
+    if fmt == "mp4":
+        write_av(path, moving_clip(4, 32, 32), "mp4", "libx264", "yuv420p", movflags="faststart")
+    else:
+        write_av(path, moving_clip(4, 32, 32), "matroska", "ffv1", "bgr0")
     return path.read_bytes()
 
 
