@@ -113,8 +113,19 @@ class EncodePool:
         job.pending.unlink(missing_ok=True)
 
     def shutdown(self) -> None:
-        """Stop taking jobs; running encodes are abandoned (a restart fails them with the reason)."""
+        """Stop: queued jobs stay queued (the next start runs them), running encodes are failed.
+
+        Workers are terminated rather than waited for: an encode can take minutes.
+        """
         with self._lock:
             self._closed = True
             executor = self._executor
+            running = list(self._active.values())
+        processes = list((getattr(executor, "_processes", None) or {}).values())  # no public way before Python 3.14
         executor.shutdown(wait=False, cancel_futures=True)
+        for process in processes:
+            process.terminate()
+        for job in running:
+            record = self.catalogue.video(job.video_id)
+            if record is not None and record.status == "encoding" and record.run_id == job.run_id:
+                self._fail(job, "the server was stopped during this encode; upload the video again")

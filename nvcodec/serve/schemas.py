@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from typing import Any, Literal
 
-from pydantic import BaseModel, Field
+from pydantic import BaseModel, ConfigDict, Field
 
 __all__ = ["ErrorOut", "VideoCreated", "ChunkOut", "StreamInfoOut", "VideoOut", "VideoList", "CacheOut", "HealthOut"]
 
@@ -28,7 +28,9 @@ class ChunkOut(BaseModel):
 
 
 class StreamInfoOut(BaseModel):
-    """``nvcodec info --json`` of the stored stream."""
+    """``nvcodec info --json`` of the stored stream (fields added there pass through)."""
+
+    model_config = ConfigDict(extra="allow")
 
     codec: str
     model: str

@@ -9,7 +9,9 @@ releases it when the process dies, even by SIGKILL).
 from __future__ import annotations
 
 import fcntl
+import os
 import re
+import threading
 import uuid
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
@@ -60,13 +62,16 @@ class Service:
         self.pool = EncodePool(self.catalogue, config.workers, config.queue_limit, models)
         self._recover()
         self.pool.start()
-        self.decode_pool.submit(load_models, models)  # the first frame request need not import torch
+        # Load the models now, so the first frame request need not wait for torch's import; a daemon
+        # thread, so that stopping the server does not wait for an import to finish.
+        threading.Thread(target=load_models, args=(models,), name="nvcodec-warm-up", daemon=True).start()
 
     def job_for(self, record: VideoRecord, upload: Path) -> EncodeJob:
         return EncodeJob(
             catalogue=self.layout.catalogue,
             video_id=record.id,
             run_id=self.run_id,
+            server_pid=os.getpid(),
             upload=upload,
             pending=self.layout.tmp / f"{record.id}.nvc",
             stream=self.layout.stream(record.id),

@@ -28,6 +28,7 @@ class EncodeJob:
     catalogue: Path
     video_id: str
     run_id: str
+    server_pid: int  # a worker orphaned by a killed server must not start jobs left in its queue
     upload: Path
     pending: Path  # DIR/tmp/ID.nvc: the finished stream before it is published
     stream: Path  # DIR/streams/ID.nvc
@@ -46,8 +47,8 @@ class JobCancelled(Exception):
 class _Reporter:
     """Progress callbacks for ``encode_file``: frames done / frames loaded, written at most every 0.25 s."""
 
-    def __init__(self, catalogue: Catalogue, job: EncodeJob, parent_pid: int) -> None:
-        self.catalogue, self.job, self.parent_pid = catalogue, job, parent_pid
+    def __init__(self, catalogue: Catalogue, job: EncodeJob) -> None:
+        self.catalogue, self.job = catalogue, job
         self.total = 0
         self.done = 0
         self.last_write = 0.0
@@ -63,7 +64,7 @@ class _Reporter:
         self._write(force=False)
 
     def _write(self, force: bool) -> None:
-        if os.getppid() != self.parent_pid:
+        if os.getppid() != self.job.server_pid:
             raise JobCancelled("the server stopped")
         now = time.monotonic()
         if not force and now - self.last_write < _PROGRESS_EVERY_S:
@@ -91,16 +92,26 @@ def load_models(models: tuple[str, ...]) -> None:
 
 def run_encode(job: EncodeJob) -> str:
     """Run one job to ``ready`` or ``failed``; returns the final state (or ``cancelled``)."""
-    from nvcodec import api
-
+    if os.getppid() != job.server_pid:
+        return "cancelled"  # the server died: its restart fails or re-queues this job
     catalogue = Catalogue(job.catalogue, create=False)
     try:
         if not catalogue.start_job(job.video_id, job.run_id, os.getpid()):
-            return "cancelled"
-        reporter = _Reporter(catalogue, job, os.getppid())
-        stop = job.frame_start + job.max_frames + 1  # one more than allowed: `loaded` refuses it
-        if job.frame_stop is not None:
-            stop = min(stop, job.frame_stop)
+            return "cancelled"  # deleted meanwhile, or re-queued by a newer run: not ours to touch
+        return _encode_and_publish(catalogue, job)
+    finally:
+        catalogue.close()
+
+
+def _encode_and_publish(catalogue: Catalogue, job: EncodeJob) -> str:
+    """The job is ``encoding`` and ours: encode, then publish or fail; the upload is removed either way."""
+    from nvcodec import api
+
+    reporter = _Reporter(catalogue, job)
+    stop = job.frame_start + job.max_frames + 1  # one more than allowed: `loaded` refuses it
+    if job.frame_stop is not None:
+        stop = min(stop, job.frame_stop)
+    try:
         job.pending.unlink(missing_ok=True)
         try:
             report = api.encode_file(
@@ -125,4 +136,3 @@ def run_encode(job: EncodeJob) -> str:
     finally:
         job.pending.unlink(missing_ok=True)
         job.upload.unlink(missing_ok=True)
-        catalogue.close()
