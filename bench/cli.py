@@ -118,7 +118,80 @@ def _build_parser() -> argparse.ArgumentParser:
     scaling.add_argument("--out", default="bench-out/scaling")
     scaling.add_argument("--force", action="store_true")
     scaling.add_argument("--quiet", "-q", action="store_true")
+    load = sub.add_parser(
+        "load", help="clips/s of random clips as tensors: .nvc (hypernerv, intra) vs PyAV on H.264 vs .npy in RAM",
+        description="Encodes the first --frames frames of INPUT with hypernerv and intra and as H.264, then times "
+        "delivering the same random clips as (T, 3, H, W) uint8 tensors from each. Writes load.json into --out.",
+    )
+    load.add_argument("input", metavar="INPUT", help="a video PyAV reads")
+    load.add_argument("--frames", type=int, default=24, metavar="N", help="first N frames (default: 24)")
+    load.add_argument("--crop", default=None, metavar="WxH", help="centre crop before coding")
+    load.add_argument("--clips", type=int, default=64, help="random clips per loader (default: 64)")
+    load.add_argument("--clip-len", type=int, default=8, help="frames per clip (default: 8)")
+    load.add_argument("--batch", type=int, default=8, help="clips per grouped decode of hypernerv-batch (default: 8)")
+    load.add_argument("--loaders", default="hypernerv,hypernerv-batch,intra,pyav,npy", help="comma-separated subset")
+    load.add_argument("--quality", type=int, default=None, help="nvcodec quality level (default: middle)")
+    load.add_argument("--seed", type=int, default=0)
+    load.add_argument("--out", default="bench-out/load", help="output folder (default: bench-out/load)")
+    load.add_argument("--force", action="store_true", help="overwrite results already in --out")
+    load.add_argument("--quiet", "-q", action="store_true")
+    _add_serve_parser(sub)
     return parser
+
+
+def _add_serve_parser(sub: argparse._SubParsersAction) -> None:
+    serve = sub.add_parser(
+        "serve", help="frames/s and p50/p99 latency of random frame GETs from nvcodec serve vs PyAV seeking in H.264",
+        description="Starts nvcodec serve, uploads the first --frames frames of INPUT as an intra and a hypernerv "
+        "video, then times random single-frame GETs at each --clients level, without (cold) and with (warm) the chunk "
+        "cache; the baseline seeks and decodes an H.264 MP4 of the same frames with PyAV per request. Writes serve.json.",
+    )
+    serve.add_argument("input", nargs="?", default=None, metavar="INPUT", help="a video (default: the bundled demo clip)")
+    serve.add_argument("--frames", type=int, default=24, metavar="N", help="first N frames (default: 24)")
+    serve.add_argument("--clients", default="1,4,16", help="concurrent clients per level (default: 1,4,16)")
+    serve.add_argument("--requests", type=int, default=96, help="random frame requests per level (default: 96)")
+    serve.add_argument("--format", default="png", choices=("png", "jpeg", "npy"), help="reply format (default: png)")
+    serve.add_argument("--quality", type=int, default=None, help="nvcodec quality level (default: middle)")
+    serve.add_argument("--decode-threads", type=int, default=2, help="the server's --decode-threads (default: 2)")
+    serve.add_argument("--seed", type=int, default=0)
+    serve.add_argument("--out", default="bench-out/serve", help="output folder (default: bench-out/serve)")
+    serve.add_argument("--force", action="store_true", help="overwrite results already in --out")
+    serve.add_argument("--quiet", "-q", action="store_true")
+
+
+def _cmd_load(args: argparse.Namespace, argv: Sequence[str]) -> int:
+    from nvcodec.bench import load
+    from nvcodec.bench.rd import parse_size
+
+    out = Path(args.out)
+    _check_out(out, load.RESULT_FILES, args.force)
+    options = load.LoadOptions(
+        loaders=load.parse_loaders(args.loaders), frames=args.frames, crop=parse_size(args.crop) if args.crop else None,
+        clips=args.clips, clip_len=args.clip_len, batch=args.batch, seed=args.seed, quality=args.quality,
+    )
+    report = load.run_load(args.input, options, log=_log(args.quiet))
+    report["command"] = " ".join(["nvcodec", "bench", *argv])
+    paths = load.write_json(report, out)
+    print(load.format_table(report), end="")
+    print("wrote " + ", ".join(str(p) for p in paths))
+    return EXIT_OK
+
+
+def _cmd_serve(args: argparse.Namespace, argv: Sequence[str]) -> int:
+    from nvcodec.bench import serve
+
+    out = Path(args.out)
+    _check_out(out, serve.RESULT_FILES, args.force)
+    options = serve.ServeBenchOptions(
+        input=Path(args.input) if args.input else serve.DEFAULT_INPUT, frames=args.frames, clients=_ints(args.clients),
+        requests=args.requests, image_format=args.format, quality=args.quality, decode_threads=args.decode_threads,
+        seed=args.seed,
+    )
+    report = serve.run_serve_bench(options, log=_log(args.quiet), command=" ".join(["nvcodec", "bench", *argv]))
+    path = serve.write_json(report, out)
+    print(serve.format_table(report), end="")
+    print(f"wrote {path}")
+    return EXIT_OK
 
 
 def _cmd_rd(args: argparse.Namespace, argv: Sequence[str]) -> int:
@@ -195,4 +268,8 @@ def main(argv: Sequence[str] | None = None) -> int:
         return _cmd_rd(args, argv)
     if args.command == "speed":
         return _cmd_speed(args)
+    if args.command == "load":
+        return _cmd_load(args, argv)
+    if args.command == "serve":
+        return _cmd_serve(args, argv)
     return _cmd_scaling(args)

@@ -145,9 +145,9 @@ class HyperNerv(nn.Module):
     def num_weight_tokens(self) -> int:
         return self.hypernet.num_tokens
 
-    def frame_times(self, num_frames: int, device: torch.device | None = None) -> Tensor:
-        """(n,) normalised times i / T: a short last clip uses the first n of the same grid."""
-        return torch.arange(num_frames, dtype=torch.float32, device=device) / self.config.clip_len
+    def frame_times(self, num_frames: int, device: torch.device | None = None, first: int = 0) -> Tensor:
+        """(n,) normalised times i / T for i = first .. first + n - 1: a short last clip uses the first n."""
+        return torch.arange(first, first + num_frames, dtype=torch.float32, device=device) / self.config.clip_len
 
     def gains(self, levels: Tensor) -> Tensor:
         """``levels``: (B,) long -> (B, 1, C) quantisation gains."""
@@ -162,10 +162,10 @@ class HyperNerv(nn.Module):
             return clip
         return torch.cat([clip, clip[:, -1:].expand(-1, clip_len - n, -1, -1, -1)], dim=1)
 
-    def decode_codes(self, decoded_codes: Tensor, num_frames: int) -> Tensor:
-        """(B, N_w, C) dequantised codes -> frames (B, n, 3, tile, tile)."""
+    def decode_codes(self, decoded_codes: Tensor, num_frames: int, first: int = 0) -> Tensor:
+        """(B, N_w, C) dequantised codes -> frames ``first .. first + n - 1`` of the clip (B, n, 3, tile, tile)."""
         modulations = self.token_decoder(decoded_codes)
-        return self.decoder(modulations, self.frame_times(num_frames, decoded_codes.device))
+        return self.decoder(modulations, self.frame_times(num_frames, decoded_codes.device, first))
 
     # --------------------------------------------------------------- training
     def forward(self, clip: Tensor, levels: Tensor, frame_index: Tensor | None = None) -> HyperNervOutput:
@@ -247,8 +247,8 @@ class HyperNerv(nn.Module):
         return CompressedClip(strings, level, clip.shape[1])
 
     @torch.no_grad()
-    def decompress(self, compressed: CompressedClip) -> Tensor:
-        """Entropy-coded weight tokens -> tiles (B, n, 3, tile, tile) in [0, 1]."""
+    def decompress(self, compressed: CompressedClip, first: int = 0) -> Tensor:
+        """Entropy-coded weight tokens -> tiles (B, n, 3, tile, tile) in [0, 1] of clip frames ``first ..``."""
         levels = torch.full((len(compressed.strings),), compressed.level, dtype=torch.long, device=self.log_gains.device)
         quantised = self.token_coder.decompress(compressed.strings)  # (B, N_w, C)
-        return self.decode_codes(quantised / self.gains(levels), compressed.num_frames)
+        return self.decode_codes(quantised / self.gains(levels), compressed.num_frames, first)

@@ -306,7 +306,7 @@ def test_init_checkpoint_allows_new_modules_only(tmp_path):
 
 
 def test_per_video_baseline_learns_the_clip(model, clip_frames):
-    from nvcodec.hypernerv.baseline import fit_per_video_nerv
+    from nvcodec.bench.baseline import fit_per_video_nerv
 
     # A step budget, not a time budget: the outcome does not depend on how busy the machine is.
     result = fit_per_video_nerv(clip_frames, model.config.decoder, max_steps=400, target_psnr=24.0, batch_frames=4)
@@ -376,3 +376,22 @@ def test_version_1_shift_streams_still_decode(model, clip_frames):
     assert current.grid_for(new.params, 40, 56).tiling == "even"
     with pytest.raises(InputError, match="tiling"):
         HyperNervVideoCodec(model, "hypernerv-tiny", tiling="diagonal")
+
+
+def test_clip_stride_windows_decode_chunk_by_chunk(model, clip_frames):
+    # tiny model: clip_len 8; stride 4 -> 3 chunks of 4 frames over 12, each coding an 8-frame window
+    codec = HyperNervVideoCodec(model, "hypernerv-tiny", clip_stride=4)
+    encoded = codec.encode(clip_frames, quality=1)
+    assert encoded.params["clip_stride"] == 4 and [(c.frame_start, c.frame_stop) for c in encoded.chunks] == [(0, 4), (4, 8), (8, 12)]
+    for chunk in encoded.chunks:  # every chunk decodes alone, to the encoder's reconstruction
+        np.testing.assert_array_equal(codec.decode_chunk(encoded.params, chunk, 40, 56), encoded.reconstruction[chunk.frame_start : chunk.frame_stop])
+    plain = HyperNervVideoCodec(model, "hypernerv-tiny")  # the decoder follows the header, not its own setting
+    np.testing.assert_array_equal(plain.decode_chunk(encoded.params, encoded.chunks[1], 40, 56), encoded.reconstruction[4:8])
+    assert not np.array_equal(encoded.reconstruction, plain.encode(clip_frames, quality=1).reconstruction)
+    with pytest.raises(BitstreamError, match="chunks hold 1..4"):
+        codec.decode_chunk(encoded.params, ChunkData(0, 8, encoded.chunks[0].payload), 40, 56)
+    for value in (0, 9, "4"):
+        with pytest.raises(BitstreamError, match="clip_stride"):
+            codec.decode_chunk({**encoded.params, "clip_stride": value}, encoded.chunks[0], 40, 56)
+    with pytest.raises(InputError, match="clip_stride"):
+        HyperNervVideoCodec(model, "hypernerv-tiny", clip_stride=9)

@@ -1,0 +1,97 @@
+"""hypernerv clip pulsing: mean PSNR by position in the clip, per clip stride, with the rate it costs.
+
+A clip's quality dips at its first and last frames; with one clip per chunk (stride = clip_len =
+8) that dip repeats every 8 frames. ``clip_stride`` S < 8 codes overlapping 8-frame windows and
+shows only their middle S frames (see ``hypernerv/video.py``). For each input (first ``--frames``
+frames) and each stride: real ``.nvc`` bytes, PSNR-RGB, per-frame PSNR, and the mean PSNR by
+position ``f mod 8`` (the default's clip grid) and ``f mod S`` (the position in the chunk), with
+the span (max - min) of each.
+
+    OMP_NUM_THREADS=1 python -m nvcodec.bench.hypernerv_pulsing bench/results/hypernerv-pulsing.json
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import platform
+import sys
+from pathlib import Path
+
+import numpy as np
+import torch
+
+from nvcodec import container, io, metrics, registry
+from nvcodec.bench.hypernerv_seams import load
+from nvcodec.hypernerv.video import HyperNervVideoCodec
+
+DEFAULT_INPUTS = ("../shared/media/carphone_pristine.mp4,1,", "nvcodec/media/demo.mp4,1,")
+
+
+def by_position(values: list[float], period: int) -> list[float]:
+    """Mean of ``values[f]`` over the frames f with the same ``f mod period``."""
+    return [float(np.mean(values[p::period])) for p in range(min(period, len(values)))]
+
+
+def measure(codec: HyperNervVideoCodec, frames: np.ndarray, quality: int) -> dict:
+    count, height, width = frames.shape[:3]
+    encoded = codec.encode(frames, quality)
+    stream = container.pack_stream(
+        codec="hypernerv", model=codec.model_name, weights=registry.weights_fingerprint(codec.model_name),
+        width=width, height=height, fps=io.DEFAULT_FPS, params=dict(encoded.params), chunks=list(encoded.chunks),
+    )
+    decoded = encoded.reconstruction
+    per_frame = [metrics.psnr_rgb(frames[i : i + 1], decoded[i : i + 1]) for i in range(count)]
+    clip_len = codec.model.config.clip_len
+    in_clip, in_chunk = by_position(per_frame, clip_len), by_position(per_frame, codec.stride)
+    return {
+        "clip_stride": codec.stride,
+        "chunks": len(encoded.chunks),
+        "bytes": len(stream),
+        "bpp": metrics.bpp(len(stream), count, height, width),
+        "psnr_rgb": metrics.psnr_rgb(frames, decoded),
+        "psnr_per_frame": per_frame,
+        "psnr_by_clip_position": in_clip,
+        "span_by_clip_position_db": max(in_clip) - min(in_clip),
+        "psnr_by_chunk_position": in_chunk,
+        "span_by_chunk_position_db": max(in_chunk) - min(in_chunk),
+    }
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    parser.add_argument("output", type=Path)
+    parser.add_argument("--input", action="append", help="PATH,SCALE,WxH (repeatable); default: carphone 176x144, demo 320x180")
+    parser.add_argument("--frames", type=int, default=24)
+    parser.add_argument("--model", default="hypernerv-small")
+    parser.add_argument("--quality", type=int, default=2)
+    parser.add_argument("--strides", default="8,6,4")
+    args = parser.parse_args(argv)
+    spec = registry.get_spec(args.model)
+    base = registry.load_codec(args.model, "cpu", allow_untrained=not spec.has_weights)
+    report: dict = {
+        "command": "python -m nvcodec.bench.hypernerv_pulsing " + " ".join(sys.argv[1:] if argv is None else argv),
+        "machine": {"cpu": platform.processor() or platform.machine(), "torch_threads": torch.get_num_threads(), "device": "cpu"},
+        "model": args.model,
+        "trained_weights": spec.has_weights,
+        "quality": args.quality,
+        "inputs": [],
+    }
+    for item in args.input or DEFAULT_INPUTS:
+        name, frames = load(item, args.frames)
+        rows = []
+        for stride in (int(s) for s in args.strides.split(",") if s):
+            codec = HyperNervVideoCodec(base.model, args.model, clip_stride=stride)
+            row = measure(codec, frames, args.quality)
+            rows.append(row)
+            print(f"{name:28s} stride {stride}  {row['bytes']:7d} B {row['bpp']:.4f} bpp  PSNR {row['psnr_rgb']:.2f}  "
+                  f"span by clip position {row['span_by_clip_position_db']:.2f} dB, by chunk position {row['span_by_chunk_position_db']:.2f} dB  "
+                  f"[{' '.join(f'{v:.1f}' for v in row['psnr_by_clip_position'])}]", flush=True)
+        report["inputs"].append({"name": name, "spec": item, "frames": int(frames.shape[0]), "rows": rows})
+    args.output.parent.mkdir(parents=True, exist_ok=True)
+    args.output.write_text(json.dumps(report, indent=2) + "\n")
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())
