@@ -22,6 +22,7 @@ Choices where the paper is silent (also in the project report): 4 attention bloc
 
 from __future__ import annotations
 
+import math
 from dataclasses import dataclass
 from typing import Any
 
@@ -261,23 +262,87 @@ class IntraCodec(nn.Module):
         return super().load_state_dict(state_dict, strict=strict, assign=assign)
 
     # -- coding ----------------------------------------------------------------------------------
-    @torch.inference_mode()
-    def encode(self, x: Tensor, quality: int) -> IntraEncoded:
+    def encode(self, x: Tensor, quality: int, refine_steps: int = 0, refine_lr: float = 3e-2) -> IntraEncoded:
         """x: (1, 3, H, W) in [0, 1], any H, W >= 1. Returns the stream and the decoder's reconstruction.
 
-        Raises ``EntropyModelNotReadyError`` before ``update_entropy_models()``.
+        ``refine_steps`` > 0 optimises the gained latent y for the image before coding (encode-time
+        refinement, see ``refine_latent``); the decoder and the bitstream format are unchanged, and
+        of the plain and the refined stream the one with the lower real rate-distortion cost
+        (``lambda * 255^2 * MSE + bpp`` from the bytes) is kept. Raises ``EntropyModelNotReadyError``
+        before ``update_entropy_models()``.
         """
         quality = self._check_quality(quality)
         if x.dim() != 4 or x.shape[0] != 1 or x.shape[1] != 3:
             raise InputError(f"expected one RGB image (1, 3, H, W), got shape {tuple(x.shape)}")
+        if not bool(torch.isfinite(x).all()):
+            raise InputError("image holds non-finite values")
         image_hw = (int(x.shape[-2]), int(x.shape[-1]))
-        padded = pad_to_multiple(x, self.config.pad_multiple)
-        y = self.analysis(padded) * self._gain(quality)
+        with torch.no_grad():
+            padded = pad_to_multiple(x, self.config.pad_multiple)
+            y = self.analysis(padded) * self._gain(quality)
+        if not bool(torch.isfinite(y).all()):  # NaN latents would send the rANS coder into minutes of work
+            raise RuntimeError("the analysis transform produced non-finite latents (damaged weights?)")
+        plain = self._code_latent(y, quality, image_hw)
+        if refine_steps <= 0:
+            return plain
+        refined_y = self.refine_latent(padded, y, quality, refine_steps, refine_lr)
+        refined = self._code_latent(refined_y, quality, image_hw)
+        return min((plain, refined), key=lambda encoded: self._rd_cost(x, encoded))
+
+    @torch.inference_mode()
+    def _code_latent(self, y: Tensor, quality: int, image_hw: tuple[int, int]) -> IntraEncoded:
+        """Gained latent y (1, M, h, w) -> stream + the decoder's reconstruction."""
         z_strings, hyper = self.hyperprior.compress(y)
         y_strings, y_hat = self.slice_coder.compress(y, hyper.mean_support, hyper.scale_support)
         latent_hw = (int(y.shape[-2]), int(y.shape[-1]))
         compressed = IntraCompressed(y_strings[0], z_strings[0], quality, image_hw, latent_hw)
         return IntraEncoded(compressed, self._reconstruct(y_hat, quality, image_hw))
+
+    def _rd_cost(self, x: Tensor, encoded: IntraEncoded) -> float:
+        """Real RD cost of a coded image: lambda * 255^2 * MSE + 8 * bytes / pixels."""
+        quality = encoded.compressed.quality
+        mse = float(torch.mean((encoded.x_hat.float() - x.float()) ** 2))
+        pixels = x.shape[-2] * x.shape[-1]
+        return self.config.lambdas[quality] * 255.0**2 * mse + 8.0 * encoded.compressed.num_bytes / pixels
+
+    def refine_latent(self, padded: Tensor, y: Tensor, quality: int, steps: int, lr: float = 3e-2) -> Tensor:
+        """Encode-time refinement: ``steps`` of Adam on the gained latent y (1, M, h, w) against the
+        training objective for this image (``padded``: (1, 3, H, W), a multiple of ``pad_multiple``).
+
+        The decoder is frozen: rounding is straight-through for the synthesis, the rate uses the
+        entropy models' additive-noise proxy (their training mode), and the step size decays from
+        ``lr`` to 0 on a cosine. The noise comes from a forked, fixed-seed generator, so the result
+        (and the stream) is deterministic and the caller's random state is left alone.
+        """
+        lam = self.config.lambdas[quality]
+        pixels = padded.shape[-2] * padded.shape[-1]
+        target = padded.detach().clone()
+        latent = y.detach().clone().requires_grad_(True)
+        optimizer = torch.optim.Adam([latent], lr=lr)
+        was_training = self.training
+        frozen = [p.requires_grad for p in self.parameters()]
+        for p in self.parameters():
+            p.requires_grad_(False)
+        self.train()  # only the entropy models behave differently: noisy likelihoods
+        try:
+            with torch.enable_grad(), torch.random.fork_rng(devices=[]):
+                torch.manual_seed(0)
+                for step in range(steps):
+                    for group in optimizer.param_groups:
+                        group["lr"] = lr * 0.5 * (1.0 + math.cos(math.pi * step / steps))
+                    hyper = self.hyperprior(latent)
+                    sliced = self.slice_coder(latent, hyper.mean_support, hyper.scale_support)
+                    x_hat = self.synthesis(sliced.y_hat, quality)
+                    out = RDOutput(x_hat, sliced.likelihoods, hyper.z_likelihoods)
+                    loss = lam * 255.0**2 * torch.mean((x_hat - target) ** 2) + out.bits() / pixels
+                    optimizer.zero_grad()
+                    loss.backward()
+                    optimizer.step()
+        finally:
+            for p, flag in zip(self.parameters(), frozen):
+                p.requires_grad_(flag)
+            self.train(was_training)
+        return latent.detach()
 
     def compress(self, x: Tensor, quality: int) -> IntraCompressed:
         """x: (1, 3, H, W) in [0, 1] -> ``IntraCompressed``."""

@@ -93,7 +93,8 @@ class IntraVideoCodec(VideoCodec):
         refine_steps: int = 0,
         progress: ProgressFn | None = None,
     ) -> EncodedVideo:
-        """``frames``: (T, H, W, 3) uint8. ``refine_steps`` is ignored (no per-image optimisation)."""
+        """``frames``: (T, H, W, 3) uint8. ``refine_steps`` > 0: encode-time refinement of every
+        frame's latent (``IntraCodec.encode``); the decoder and the stream format are unchanged."""
         quality = self.check_quality(quality)
         self.check_frames(frames)
         if max(frames.shape[1:3]) > MAX_SIDE:
@@ -102,9 +103,10 @@ class IntraVideoCodec(VideoCodec):
         chunks: list[ChunkData] = []
         reconstruction = np.empty_like(frames)
         total_bits = 0
-        with torch.inference_mode(), single_thread():
+        with torch.inference_mode(refine_steps <= 0), single_thread():  # refinement needs autograd
             for index, frame in enumerate(frames):
-                encoded = self.model.encode(frames_to_tensor(frame, self.device)[None], quality)  # (1, 3, H, W)
+                image = frames_to_tensor(frame, self.device)[None]  # (1, 3, H, W)
+                encoded = self.model.encode(image, quality, refine_steps=refine_steps)
                 payload = pack_chunk(encoded.compressed)
                 chunks.append(ChunkData(index, index + 1, payload))
                 reconstruction[index] = tensor_to_frames(encoded.x_hat[0])

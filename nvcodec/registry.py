@@ -21,6 +21,7 @@ from typing import Any
 from nvcodec.errors import BitstreamError, ModelConfigError, UnknownModelError
 
 __all__ = [
+    "restore_constants",
     "ModelSpec",
     "MODELS",
     "WEIGHTS_DIR",
@@ -241,8 +242,11 @@ def save_weights(model: Any, name: str, path: str | Path) -> str:
     import torch
 
     storage = {"float32": torch.float32, "float16": torch.float16}[spec.storage_dtype]
+    parameters = {k for k, _ in model.named_parameters()}
+    # Only learned parameters take the storage dtype; buffers (CDF tables, compressai's 1e-9
+    # likelihood floor and GDN's 2^-36 pedestal, which float16 flushes to 0) stay float32.
     state = {
-        k: (v.detach().to(storage) if v.is_floating_point() else v.detach()).cpu().contiguous()
+        k: (v.detach().to(storage) if v.is_floating_point() and k in parameters else v.detach()).cpu().contiguous()
         for k, v in model.state_dict().items()
     }
     metadata = {
@@ -291,6 +295,21 @@ def _checked_sha256(path: Path) -> str:
     if listed != digest:
         raise UnknownModelError(f"weights file {path} has sha256 {digest[:16]}…, manifest lists {listed[:16]}…")
     return digest
+
+
+def restore_constants(model: Any, state: dict[str, Any]) -> dict[str, Any]:
+    """``state`` with compressai's construction-time constant buffers (GDN ``pedestal`` and bounds,
+    likelihood floors: names ending in ``pedestal`` or ``.bound``) taken from ``model`` itself.
+
+    Files written before buffers were kept in float32 (intra-small) stored these in float16, where
+    the 1e-9 likelihood floor and the 2^-36 pedestal became 0: -inf rates and NaN losses when
+    fine-tuning. They are fixed by the architecture, never learned, so training starts from the
+    model's own values. Inference keeps the file's values, so that old streams stay bit-exact.
+    """
+    own = model.state_dict()
+    return {
+        k: (own[k] if (k.endswith("pedestal") or k.endswith(".bound")) and k in own else v) for k, v in state.items()
+    }
 
 
 def load_weights(path: str | Path, name: str | None = None, device: str = "cpu") -> tuple[Any, str]:

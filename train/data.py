@@ -2,7 +2,10 @@
 
 Sources are decoded once into memory as uint8 (H, W, 3) arrays: every image file under the given
 paths, and every ``video_frame_stride``-th frame of every video (read through ``nvcodec.io``,
-i.e. PyAV). Each sample draws a source (images and video frames weighted by ``image_weight``), a
+i.e. PyAV), except the files named in ``exclude`` (the validation split: no training run sees
+them). Images whose longer side exceeds ``max_side`` are downscaled by the smallest integer factor
+(at least 2) that brings them under it, with area averaging: it hides JPEG artefacts of the large
+wallpapers and matches the detail density of the smaller photographs. Each sample draws a source (images and video frames weighted by ``image_weight``), a
 random scale in ``[min_scale, 1]`` (a crop of ``crop / scale`` pixels resized down to ``crop``), a
 random position and random horizontal/vertical flips. Randomness comes from torch's global RNG, so
 ``seed_everything`` makes a run reproducible (``num_workers=0``).
@@ -24,13 +27,15 @@ from nvcodec.errors import InputError
 from nvcodec.geometry import frames_to_tensor
 from nvcodec.io import IMAGE_SUFFIXES, iter_frames, read_video
 
-__all__ = ["ImageDataModule", "RandomCropDataset", "load_sources", "SHARED_MEDIA"]
+__all__ = ["ImageDataModule", "RandomCropDataset", "load_sources", "area_downscale", "SHARED_MEDIA"]
 
 SHARED_MEDIA = str(Path(__file__).resolve().parents[2] / "shared" / "media")  # ../shared/media of the repo
 VIDEO_SUFFIXES = {".mp4", ".mkv", ".avi", ".mov", ".webm", ".y4m"}
 
 
-def _files(paths: Sequence[str]) -> list[Path]:
+def _files(paths: Sequence[str], exclude: Sequence[str] = ()) -> list[Path]:
+    """Files under ``paths`` (recursively), minus those whose name is in ``exclude``."""
+    excluded = {Path(name).name for name in exclude}
     files: list[Path] = []
     for entry in paths:
         path = Path(entry).expanduser()
@@ -40,19 +45,37 @@ def _files(paths: Sequence[str]) -> list[Path]:
             files.append(path)
         else:
             raise InputError(f"training data path not found: {path}")
-    return files
+    return [f for f in files if f.name not in excluded]
+
+
+def area_downscale(image: np.ndarray, max_side: int) -> np.ndarray:
+    """(H, W, 3) uint8 -> the image shrunk by the smallest integer factor >= 2 that makes
+    ``max(H, W) <= max_side`` (area averaging), or unchanged when it already fits."""
+    longest = max(image.shape[:2])
+    if longest <= max_side:
+        return image
+    factor = max(2, -(-longest // max_side))
+    h, w = image.shape[0] // factor * factor, image.shape[1] // factor * factor
+    blocks = image[:h, :w].reshape(h // factor, factor, w // factor, factor, 3).astype(np.float32)
+    return np.round(blocks.mean(axis=(1, 3))).astype(np.uint8)
 
 
 def load_sources(
-    paths: Sequence[str], video_frame_stride: int = 4, max_frames_per_video: int = 64
+    paths: Sequence[str],
+    video_frame_stride: int = 4,
+    max_frames_per_video: int = 64,
+    exclude: Sequence[str] = (),
+    max_side: int | None = None,
 ) -> tuple[list[np.ndarray], list[np.ndarray]]:
-    """(images, video_frames): lists of (H, W, 3) uint8 arrays read from ``paths`` (files or folders)."""
+    """(images, video_frames): lists of (H, W, 3) uint8 arrays read from ``paths`` (files or folders),
+    without the files named in ``exclude``; images larger than ``max_side`` are area-downscaled."""
     images: list[np.ndarray] = []
     frames: list[np.ndarray] = []
-    for path in _files(paths):
+    for path in _files(paths, exclude):
         suffix = path.suffix.lower()
         if suffix in IMAGE_SUFFIXES:
-            images.append(read_video(path).frames[0])
+            image = read_video(path).frames[0]
+            images.append(area_downscale(image, max_side) if max_side else image)
         elif suffix in VIDEO_SUFFIXES:
             for index, frame in enumerate(iter_frames(path)):
                 if index % video_frame_stride == 0:
@@ -119,6 +142,8 @@ class ImageDataModule(pl.LightningDataModule):
         image_weight: probability that a crop comes from a still image rather than a video frame.
         min_scale: crops are taken at a random scale in [min_scale, 1] (downscaling adds variety).
         num_workers: DataLoader workers (0 keeps training on one core).
+        exclude: file names never trained on (the validation split; listed in the config).
+        max_side: images with a longer side are area-downscaled by an integer factor >= 2 (None: never).
     """
 
     def __init__(
@@ -132,8 +157,11 @@ class ImageDataModule(pl.LightningDataModule):
         image_weight: float = 0.5,
         min_scale: float = 0.5,
         num_workers: int = 0,
+        exclude: list[str] | None = None,
+        max_side: int | None = None,
     ) -> None:
         super().__init__()
+        self.exclude, self.max_side = list(exclude or []), max_side
         self.paths = list(paths) if paths else [SHARED_MEDIA]
         self.crop_size, self.batch_size, self.epoch_length = crop_size, batch_size, epoch_length
         self.video_frame_stride, self.max_frames_per_video = video_frame_stride, max_frames_per_video
@@ -142,7 +170,9 @@ class ImageDataModule(pl.LightningDataModule):
 
     def setup(self, stage: str | None = None) -> None:
         if self.train_set is None:
-            images, frames = load_sources(self.paths, self.video_frame_stride, self.max_frames_per_video)
+            images, frames = load_sources(
+                self.paths, self.video_frame_stride, self.max_frames_per_video, self.exclude, self.max_side
+            )
             self.train_set = RandomCropDataset(
                 images, frames, self.crop_size, self.epoch_length, self.image_weight, self.min_scale
             )

@@ -21,13 +21,19 @@ import pytorch_lightning as pl
 import torch
 from torch import Tensor
 
-from nvcodec.registry import create_model
+from nvcodec.codec.reference import GainedMeanScaleHyperprior, ReferenceConfig
+from nvcodec.registry import config_from_dict, create_model, get_spec, load_weights, restore_constants
 
 __all__ = ["IntraSystem"]
 
 
 class IntraSystem(pl.LightningModule):
-    """Trains ``create_model(model_name, **model_overrides)`` (stored as ``self.model``)."""
+    """Trains ``create_model(model_name, **model_overrides)`` (stored as ``self.model``).
+
+    ``reference=True`` trains the diagnosis reference instead: compressai's plain
+    MeanScaleHyperprior with the same gain units (``codec/reference.py``; ``model_overrides`` go to
+    its ``ReferenceConfig``). ``init_weights``: a shipped model name or weights file to start from.
+    """
 
     def __init__(
         self,
@@ -40,11 +46,20 @@ class IntraSystem(pl.LightningModule):
         grad_clip: float = 1.0,
         noisy_y_hat_until: int = 0,
         log_every: int = 25,
+        reference: bool = False,
+        init_weights: str | None = None,
     ) -> None:
         super().__init__()
         self.save_hyperparameters()
         self.automatic_optimization = False
-        self.model = create_model(model_name, **(model_overrides or {}))  # YAML lists become tuples there
+        if reference:
+            self.model = GainedMeanScaleHyperprior(config_from_dict(ReferenceConfig(), model_overrides or {}))
+        else:
+            self.model = create_model(model_name, **(model_overrides or {}))  # YAML lists become tuples there
+        if init_weights:
+            path = init_weights if init_weights.endswith(".safetensors") else get_spec(init_weights).weights_path
+            source, _ = load_weights(path)
+            self.model.load_state_dict(restore_constants(self.model, source.state_dict()))
         self.lambdas = tuple(self.model.config.lambdas)
 
     def forward(self, x: Tensor, quality: int) -> Tensor:

@@ -1,0 +1,135 @@
+"""intra v2 pieces: fine-tuning from shipped float16 weights, finite checks, encode-time refinement,
+training data split and downscaling, the compressai reference."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+import torch
+
+from nvcodec.codec.model import IntraCodec
+from nvcodec.codec.reference import GainedMeanScaleHyperprior, ReferenceConfig
+from nvcodec.errors import InputError
+from nvcodec.geometry import frames_to_tensor
+from nvcodec.registry import create_model, get_spec, load_codec, load_weights, restore_constants, save_weights
+from tests.conftest import moving_clip
+
+
+def _tiny() -> IntraCodec:
+    """A fresh (not the registry's cached) untrained intra-tiny, ready to code."""
+    with torch.random.fork_rng(devices=[]):
+        torch.manual_seed(0)
+        model = create_model("intra-tiny")
+    model.update_entropy_models()
+    return model.eval()
+
+
+def test_fine_tuning_from_shipped_float16_weights_has_finite_loss() -> None:
+    spec = get_spec("intra-small")
+    if not spec.has_weights:
+        pytest.skip("intra-small weights not shipped")
+    shipped, _ = load_weights(spec.weights_path)
+    fresh = create_model("intra-small")
+    fresh.load_state_dict(restore_constants(fresh, shipped.state_dict()))
+    for key, value in fresh.state_dict().items():  # learned tensors come from the file ...
+        if not (key.endswith("pedestal") or key.endswith(".bound")):
+            assert torch.equal(value, shipped.state_dict()[key]), key
+    floor = fresh.state_dict()["hyperprior.entropy_bottleneck.likelihood_lower_bound.bound"]
+    assert float(floor) > 0  # ... the constants from the architecture (the file's float16 copy is 0)
+    fresh.train()
+    x = torch.rand(1, 3, 64, 64, generator=torch.Generator().manual_seed(0))
+    out = fresh(torch.zeros_like(x), 0)  # a flat image: likelihoods near 1 and near the floor both occur
+    loss = out.bits() + torch.mean((out.x_hat - x) ** 2)
+    loss.backward()
+    assert torch.isfinite(loss)
+    assert all(torch.isfinite(p.grad).all() for p in fresh.parameters() if p.grad is not None)
+
+
+def test_saved_weights_keep_buffers_in_float32(tmp_path) -> None:
+    from safetensors import safe_open
+
+    model = create_model("intra-small")  # registered with float16 storage
+    path = tmp_path / "t.safetensors"
+    save_weights(model, "intra-small", path)
+    params = {name for name, _ in model.named_parameters()}
+    with safe_open(str(path), framework="pt") as handle:
+        for key in handle.keys():
+            tensor = handle.get_tensor(key)
+            if tensor.is_floating_point():
+                assert tensor.dtype == (torch.float16 if key in params else torch.float32), key
+    reloaded, _ = load_weights(path)
+    floor = reloaded.state_dict()["slice_coder.gaussian_conditional.likelihood_lower_bound.bound"]
+    assert float(floor) == pytest.approx(1e-9)
+
+
+def test_non_finite_image_is_refused() -> None:
+    x = torch.zeros(1, 3, 32, 32)
+    x[0, 0, 3, 3] = float("nan")
+    with pytest.raises(InputError, match="non-finite"):
+        _tiny().encode(x, 0)
+
+
+def test_non_finite_latents_stop_before_entropy_coding() -> None:
+    model = _tiny()
+    with torch.no_grad():
+        model.g_a[0].weight.fill_(float("nan"))
+    with pytest.raises(RuntimeError, match="non-finite latents"):
+        model.encode(torch.rand(1, 3, 32, 32), 0)
+
+
+def test_refinement_keeps_the_cheaper_stream_and_decodes_exactly() -> None:
+    codec = load_codec("intra-tiny", allow_untrained=True)
+    frame = moving_clip(frames=1, height=48, width=64)
+    model = codec.model
+    x = frames_to_tensor(frame[0])[None]
+    plain = model.encode(x, 2)
+    refined = model.encode(x, 2, refine_steps=4)
+    assert model._rd_cost(x, refined) <= model._rd_cost(x, plain)
+    again = model.encode(x, 2, refine_steps=4)
+    assert again.compressed == refined.compressed  # deterministic
+    encoded = codec.encode(frame, 2, refine_steps=4)
+    decoded = codec.decode_chunk(encoded.params, encoded.chunks[0], 48, 64)
+    assert np.array_equal(decoded, encoded.reconstruction)
+
+
+def test_refinement_leaves_the_callers_random_state_and_weights_alone() -> None:
+    model = _tiny()
+    before = {k: v.clone() for k, v in model.state_dict().items()}
+    torch.manual_seed(123)
+    expected = torch.rand(3)
+    torch.manual_seed(123)
+    model.encode(torch.rand(1, 3, 32, 32, generator=torch.Generator().manual_seed(1)), 1, refine_steps=2)
+    assert torch.equal(torch.rand(3), expected)
+    assert all(torch.equal(before[k], v) for k, v in model.state_dict().items())
+    assert not model.training
+
+
+def test_area_downscale_and_validation_exclusion(tmp_path) -> None:
+    from PIL import Image
+
+    from nvcodec.train.data import area_downscale, load_sources
+
+    image = np.arange(9 * 12 * 3, dtype=np.uint8).reshape(9, 12, 3)
+    assert area_downscale(image, 12) is image
+    small = area_downscale(image, 5)  # factor 3: 12 / 3 = 4 <= 5 (factor 2 gives 6 > 5)
+    assert small.shape == (3, 4, 3)
+    assert small[0, 0, 0] == np.round(image[:3, :3, 0].astype(float).mean())
+    assert area_downscale(image, 11).shape == (4, 6, 3)  # at least 2x, never a fractional resize
+    for name in ("keep.png", "val.png"):
+        Image.fromarray(np.full((8, 8, 3), 7, np.uint8)).save(tmp_path / name)
+    images, frames = load_sources([str(tmp_path)], exclude=["val.png"])
+    assert len(images) == 1 and not frames
+    with pytest.raises(InputError):
+        load_sources([str(tmp_path)], exclude=["keep.png", "val.png"])
+
+
+def test_reference_codes_real_bytes() -> None:
+    torch.manual_seed(0)
+    model = GainedMeanScaleHyperprior(ReferenceConfig(channels=16, latent_channels=24)).eval()
+    model.update_entropy_models()
+    x = torch.rand(1, 3, 64, 64)
+    out = model(x, 1)
+    assert out.x_hat.shape == x.shape and out.y_likelihoods.shape[1] == 24
+    low, high = model.compress(x, 0), model.compress(x, 5)
+    assert low.num_bytes == len(low.y_string) + len(low.z_string) + 16
+    assert model.decompress(high).shape == x.shape
