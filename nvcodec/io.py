@@ -412,7 +412,7 @@ def clamp_frames(
         stopped = f"; decoding stopped: {stopped_by}" if stopped_by else ""
         raise InputError(
             f"{source}: frames {start}:{'' if stop is None else stop} start past the end; "
-            f"{noun} has {available} frames{claim}{stopped}"
+            f"{noun} has {available} frame{'' if available == 1 else 's'}{claim}{stopped}"
         )
     end = available if stop is None else min(stop, available)
     reaches_end = stop is None or stop > available
@@ -733,7 +733,7 @@ class VideoWriter:
                 self._stream = self._container.add_stream("ffv1", rate=fps)
                 self._stream.pix_fmt = "bgr0"
             elif kind == "y4m":
-                # FFmpeg calls 16-bit Y4M "not official" and wants strict -1; FFmpeg, x264, x265 read it.
+                # FFmpeg calls 16-bit Y4M "not official" (mjpegtools can't read it) and wants strict -1.
                 self._container = av.open(str(self.path), mode="w", format="yuv4mpegpipe", container_options={"strict": "-1"})
                 self._stream = self._container.add_stream("rawvideo", rate=fps)
                 self._stream.pix_fmt = self._pix_fmt = Y4M_PIX_FMT
