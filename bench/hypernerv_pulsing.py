@@ -14,15 +14,12 @@ from __future__ import annotations
 
 import argparse
 import json
-import platform
-import sys
 from pathlib import Path
 
 import numpy as np
-import torch
 
-from nvcodec import container, io, metrics, registry
-from nvcodec.bench.hypernerv_seams import load
+from nvcodec import metrics
+from nvcodec.bench.hypernerv_seams import load, start_report, stream_bytes
 from nvcodec.hypernerv.video import HyperNervVideoCodec
 
 DEFAULT_INPUTS = ("../shared/media/carphone_pristine.mp4,1,", "nvcodec/media/demo.mp4,1,")
@@ -36,10 +33,7 @@ def by_position(values: list[float], period: int) -> list[float]:
 def measure(codec: HyperNervVideoCodec, frames: np.ndarray, quality: int) -> dict:
     count, height, width = frames.shape[:3]
     encoded = codec.encode(frames, quality)
-    stream = container.pack_stream(
-        codec="hypernerv", model=codec.model_name, weights=registry.weights_fingerprint(codec.model_name),
-        width=width, height=height, fps=io.DEFAULT_FPS, params=dict(encoded.params), chunks=list(encoded.chunks),
-    )
+    size = stream_bytes(codec, encoded, height, width)
     decoded = encoded.reconstruction
     per_frame = [metrics.psnr_rgb(frames[i : i + 1], decoded[i : i + 1]) for i in range(count)]
     clip_len = codec.model.config.clip_len
@@ -47,8 +41,8 @@ def measure(codec: HyperNervVideoCodec, frames: np.ndarray, quality: int) -> dic
     return {
         "clip_stride": codec.stride,
         "chunks": len(encoded.chunks),
-        "bytes": len(stream),
-        "bpp": metrics.bpp(len(stream), count, height, width),
+        "bytes": size,
+        "bpp": metrics.bpp(size, count, height, width),
         "psnr_rgb": metrics.psnr_rgb(frames, decoded),
         "psnr_per_frame": per_frame,
         "psnr_by_clip_position": in_clip,
@@ -67,16 +61,7 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--quality", type=int, default=2)
     parser.add_argument("--strides", default="8,6,4")
     args = parser.parse_args(argv)
-    spec = registry.get_spec(args.model)
-    base = registry.load_codec(args.model, "cpu", allow_untrained=not spec.has_weights)
-    report: dict = {
-        "command": "python -m nvcodec.bench.hypernerv_pulsing " + " ".join(sys.argv[1:] if argv is None else argv),
-        "machine": {"cpu": platform.processor() or platform.machine(), "torch_threads": torch.get_num_threads(), "device": "cpu"},
-        "model": args.model,
-        "trained_weights": spec.has_weights,
-        "quality": args.quality,
-        "inputs": [],
-    }
+    base, report = start_report("hypernerv_pulsing", argv, args.model, args.quality)
     for item in args.input or DEFAULT_INPUTS:
         name, frames = load(item, args.frames)
         rows = []

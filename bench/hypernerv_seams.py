@@ -35,6 +35,7 @@ import torch
 from nvcodec import container, io, metrics, registry
 from nvcodec.geometry import TileGrid
 from nvcodec.hypernerv.video import HyperNervVideoCodec
+from nvcodec.interface import EncodedVideo
 
 MEDIA = "../shared/media"
 DEFAULT_INPUTS = (
@@ -100,15 +101,36 @@ def _save_png(frame: np.ndarray, path: Path) -> None:
     Image.fromarray(frame).save(path)
 
 
+def stream_bytes(codec: HyperNervVideoCodec, encoded: EncodedVideo, height: int, width: int) -> int:
+    """Size of the complete ``.nvc`` stream of ``encoded`` (header, chunk table, CRCs): the real rate."""
+    stream = container.pack_stream(
+        codec="hypernerv", model=codec.model_name, weights=registry.weights_fingerprint(codec.model_name),
+        width=width, height=height, fps=io.DEFAULT_FPS, params=dict(encoded.params), chunks=list(encoded.chunks),
+    )
+    return len(stream)
+
+
+def start_report(module: str, argv: list[str] | None, model: str, quality: int) -> tuple[HyperNervVideoCodec, dict]:
+    """The model's adapter (shipped weights, else the untrained test model) and the report's common fields."""
+    spec = registry.get_spec(model)
+    base = registry.load_codec(model, "cpu", allow_untrained=not spec.has_weights)
+    report: dict = {
+        "command": f"python -m nvcodec.bench.{module} " + " ".join(sys.argv[1:] if argv is None else argv),
+        "machine": {"cpu": platform.processor() or platform.machine(), "torch_threads": torch.get_num_threads(), "device": "cpu"},
+        "model": model,
+        "trained_weights": spec.has_weights,
+        "quality": quality,
+        "inputs": [],
+    }
+    return base, report
+
+
 def measure(codec: HyperNervVideoCodec, name: str, frames: np.ndarray, quality: int, png: Path | None, label: str) -> dict:
     height, width = frames.shape[1:3]
     started = time.perf_counter()
     encoded = codec.encode(frames, quality)
     seconds = time.perf_counter() - started
-    stream = container.pack_stream(
-        codec="hypernerv", model=codec.model_name, weights=registry.weights_fingerprint(codec.model_name),
-        width=width, height=height, fps=io.DEFAULT_FPS, params=dict(encoded.params), chunks=list(encoded.chunks),
-    )
+    size = stream_bytes(codec, encoded, height, width)
     grid = codec.grid_for(encoded.params, height, width)
     decoded = encoded.reconstruction
     if png is not None:
@@ -124,8 +146,8 @@ def measure(codec: HyperNervVideoCodec, name: str, frames: np.ndarray, quality: 
         "tile_rows": len(grid.row_starts),
         "tile_cols": len(grid.col_starts),
         "min_overlap": grid.min_overlap,
-        "bytes": len(stream),
-        "bpp": metrics.bpp(len(stream), len(frames), height, width),
+        "bytes": size,
+        "bpp": metrics.bpp(size, len(frames), height, width),
         "psnr_rgb": metrics.psnr_rgb(frames, decoded),
         "seam_ratio": seam_ratio(frames, decoded, grid),
         "seam_ratio_mid": seam_ratio(frames, decoded, grid, _mids),
@@ -144,17 +166,8 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--overlaps", default="4,8", help="minimum overlaps of the even tiling to measure")
     parser.add_argument("--png-dir", type=Path, default=None)
     args = parser.parse_args(argv)
-    spec = registry.get_spec(args.model)
-    base = registry.load_codec(args.model, "cpu", allow_untrained=not spec.has_weights)
+    base, report = start_report("hypernerv_seams", argv, args.model, args.quality)
     settings = [("shift", None)] + [("even", int(o)) for o in args.overlaps.split(",") if o]
-    report: dict = {
-        "command": "python -m nvcodec.bench.hypernerv_seams " + " ".join(sys.argv[1:] if argv is None else argv),
-        "machine": {"cpu": platform.processor() or platform.machine(), "torch_threads": torch.get_num_threads(), "device": "cpu"},
-        "model": args.model,
-        "trained_weights": spec.has_weights,
-        "quality": args.quality,
-        "inputs": [],
-    }
     for item in args.input or DEFAULT_INPUTS:
         name, frames = load(item, args.frames)
         png = None

@@ -96,3 +96,22 @@ def test_dataset_rejects_bad_clips(streams):
     assert len(dataset) == 1
     with pytest.raises(IndexError):
         dataset[1]
+
+
+def test_bench_load_delivers_the_same_clips_from_every_loader(tmp_path):
+    from nvcodec import io
+    from nvcodec.bench.load import LoadOptions, run_load
+
+    video = tmp_path / "clip.mkv"
+    io.write_video(video, moving_clip(12, 48, 64))
+    options = LoadOptions(loaders=("pyav", "npy"), frames=12, clips=5, clip_len=4)  # the .nvc loaders: tests above
+    report = run_load(video, options)  # each loader's first clip is checked against its reference
+    rows = {r["loader"]: r for r in report["results"]}
+    assert list(rows) == ["pyav", "npy"]
+    assert all(r["clips"] == 5 and r["frames"] == 20 and r["clips_per_s"] > 0 for r in rows.values())
+    assert rows["pyav"]["stream_bytes"] > 0 and rows["pyav"]["psnr_rgb"] > 30 and rows["npy"]["stream_bytes"] is None
+    assert report["input"]["frames"] == 12 and report["input"]["width"] == 64
+    with pytest.raises(InputError, match="bogus"):
+        run_load(video, LoadOptions(loaders=("bogus",)))
+    with pytest.raises(InputError, match="fewer than one clip"):
+        run_load(video, LoadOptions(loaders=("npy",), frames=3, clip_len=4))
