@@ -12,10 +12,7 @@ import json
 import os
 import random
 import shutil
-import signal
-import socket
 import subprocess
-import sys
 import threading
 import time
 from pathlib import Path
@@ -30,6 +27,8 @@ psutil = pytest.importorskip("psutil")
 
 from conftest import MEDIA, NVCODEC  # noqa: E402
 
+from nvcodec.serve.process import ServerProcess  # noqa: E402
+
 CLIP = MEDIA / "carphone_pristine.mp4"
 CACHE_MB = 1
 # RSS may grow by the cache bound plus this: decode buffers of the 2 decode threads, encoded
@@ -39,73 +38,14 @@ SERVER_ARGS = ("--workers", "1", "--queue", "1", "--max-upload-mb", "1", "--cach
                "--max-frames", "200", "--log-level", "warning")
 
 
-def free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return sock.getsockname()[1]
-
-
 def cli(*args: str) -> subprocess.CompletedProcess:
     env = dict(os.environ, OMP_NUM_THREADS="1")
     return subprocess.run([*NVCODEC, *args], capture_output=True, text=True, timeout=120, env=env)
 
 
-class Server:
-    """``nvcodec serve`` in a subprocess on a free loopback port."""
-
-    def __init__(self, data: Path, log: Path) -> None:
-        self.data, self.log = data, log
-        self.proc: subprocess.Popen | None = None
-        self.port = 0
-        self.strays: list[psutil.Process] = []
-
-    @property
-    def url(self) -> str:
-        return f"http://127.0.0.1:{self.port}"
-
-    def start(self) -> None:
-        self.port = free_port()
-        env = dict(os.environ, OMP_NUM_THREADS="1")
-        with open(self.log, "a") as log:
-            self.proc = subprocess.Popen(
-                [*NVCODEC, "serve", "--data", str(self.data), "--port", str(self.port), *SERVER_ARGS],
-                stdout=log, stderr=subprocess.STDOUT, env=env,
-            )
-        deadline = time.monotonic() + 120
-        while time.monotonic() < deadline:
-            assert self.proc.poll() is None, f"server exited: {self.log.read_text()[-2000:]}"
-            try:
-                if httpx.get(self.url + "/v1/health", timeout=2).status_code == 200:
-                    return
-            except httpx.TransportError:
-                pass
-            time.sleep(0.2)
-        raise AssertionError(f"server did not come up: {self.log.read_text()[-2000:]}")
-
-    def kill9(self) -> None:
-        """SIGKILL the server; its orphaned encode workers are reaped at teardown."""
-        self.strays += psutil.Process(self.proc.pid).children(recursive=True)
-        self.proc.send_signal(signal.SIGKILL)
-        self.proc.wait(30)
-
-    def stop(self) -> None:
-        if self.proc is not None and self.proc.poll() is None:
-            self.strays += psutil.Process(self.proc.pid).children(recursive=True)
-            self.proc.terminate()
-            try:
-                self.proc.wait(30)
-            except subprocess.TimeoutExpired:
-                self.proc.kill()
-                self.proc.wait(30)
-        for child in self.strays:
-            try:
-                child.kill()
-            except psutil.NoSuchProcess:
-                pass
-
-    def client(self, key: str | None) -> httpx.Client:
-        headers = {"Authorization": f"Bearer {key}"} if key is not None else {}
-        return httpx.Client(base_url=self.url, headers=headers, timeout=120)
+def client(server: ServerProcessProcess, key: str | None) -> httpx.Client:
+    headers = {"Authorization": f"Bearer {key}"} if key is not None else {}
+    return httpx.Client(base_url=server.url, headers=headers, timeout=120)
 
 
 def add_key(data: Path, name: str) -> str:
@@ -156,7 +96,7 @@ def service(tmp_path_factory):
     root = tmp_path_factory.mktemp("serve")
     data = root / "data"
     keys = {name: add_key(data, name) for name in ("alice", "bob", "carol")}
-    server = Server(data, root / "server.log")
+    server = ServerProcess(data, SERVER_ARGS, log=root / "server.log")
     server.start()
     warm.join()
     yield server, keys
@@ -171,7 +111,7 @@ def videos(service):
     server, keys = service
     clip = CLIP.read_bytes()
     created = {}
-    with server.client(keys["alice"]) as client:
+    with client(server, keys["alice"]) as client:
         for name, params in (("intra", {"codec": "intra", "frames": "0:4"}), ("hypernerv", {"codec": "hypernerv", "quality": 1, "frames": "0:10"})):
             response = upload(client, clip, **params)
             assert response.status_code == 202, response.text
@@ -192,7 +132,7 @@ def test_flow_frames_ranges_stream_delete(service, videos) -> None:
     from nvcodec import io
 
     server, keys = service
-    with server.client(keys["alice"]) as client:
+    with client(server, keys["alice"]) as client:
         for name, video in videos.items():
             video_id, stream, reference = video["id"], video["stream"], video["frames"]
             record = client.get(f"/v1/videos/{video_id}").json()
@@ -244,7 +184,7 @@ def test_flow_frames_ranges_stream_delete(service, videos) -> None:
         assert not (server.data / "streams" / f"{doomed}.nvc").exists()
 
 
-def stored_state(server: Server) -> tuple:
+def stored_state(server: ServerProcess) -> tuple:
     folders = [sorted(p.name for p in (server.data / name).iterdir()) for name in ("streams", "uploads", "tmp")]
     return tuple(tuple(f) for f in folders)
 
@@ -261,20 +201,20 @@ def test_refusals_status_one_line_error_nothing_stored(service, videos) -> None:
     clip = CLIP.read_bytes()
     alice_video = videos["intra"]["id"]
     before = stored_state(server)
-    with server.client(keys["alice"]) as alice:
+    with client(server, keys["alice"]) as alice:
         listed = [v["id"] for v in alice.get("/v1/videos").json()["videos"]]
     # No key, a wrong key, a malformed header.
-    with server.client(None) as anonymous:
+    with client(server, None) as anonymous:
         assert_one_line_error(anonymous.get("/v1/videos"), 401)
         assert_one_line_error(upload(anonymous, clip, codec="intra"), 401)
         assert_one_line_error(anonymous.get(f"/v1/videos/{alice_video}/frames/0"), 401)
         assert anonymous.get("/v1/health").status_code == 200  # the one route without a key
-    with server.client("nvk_wrong") as wrong:
+    with client(server, "nvk_wrong") as wrong:
         assert_one_line_error(wrong.get("/v1/videos"), 401)
         assert_one_line_error(upload(wrong, clip, codec="intra"), 401)
     assert_one_line_error(httpx.get(server.url + "/v1/videos", headers={"Authorization": f"Basic {keys['alice']}"}), 401)
     # A revoked key: valid a moment ago, refused right after `nvcodec keys revoke`.
-    with server.client(keys["carol"]) as carol:
+    with client(server, keys["carol"]) as carol:
         assert carol.get("/v1/videos").status_code == 200
         revoked = cli("keys", "revoke", "carol", "--data", str(server.data))
         assert revoked.returncode == 0, revoked.stderr
@@ -283,7 +223,7 @@ def test_refusals_status_one_line_error_nothing_stored(service, videos) -> None:
     listing = cli("keys", "list", "--data", str(server.data))
     assert "carol" in listing.stdout and "revoked" in listing.stdout and keys["carol"] not in listing.stdout
     # Another key's video is "not found", on every route; alice's video stays.
-    with server.client(keys["bob"]) as bob:
+    with client(server, keys["bob"]) as bob:
         assert bob.get("/v1/videos").json() == {"videos": []}
         for route in ("", "/frames/0", "/frames?start=0&stop=1&format=npy", "/stream"):
             assert_one_line_error(bob.get(f"/v1/videos/{alice_video}{route}"), 404)
@@ -302,7 +242,7 @@ def test_refusals_status_one_line_error_nothing_stored(service, videos) -> None:
                        {"codec": "h264"}, {"codec": "intra", "frames": "5:2"}, {"codec": "intra", "frames": "x"}):
             assert_one_line_error(upload(bob, clip, **params), 422)
         assert bob.get("/v1/videos").json() == {"videos": []}
-    with server.client(keys["alice"]) as alice:
+    with client(server, keys["alice"]) as alice:
         assert [v["id"] for v in alice.get("/v1/videos").json()["videos"]] == listed
         assert alice.get(f"/v1/videos/{alice_video}").json()["status"] == "ready"
     assert stored_state(server) == before
@@ -310,13 +250,13 @@ def test_refusals_status_one_line_error_nothing_stored(service, videos) -> None:
 
 def test_concurrent_frame_requests_are_correct_and_memory_is_bounded(service, videos) -> None:
     server, keys = service
-    process = psutil.Process(server.proc.pid)
+    process = psutil.Process(server.pid)
     baseline = process.memory_info().rss  # models loaded: the fixture decoded frames already
     failures: list[str] = []
 
     def client_run(seed: int) -> None:
         rng = random.Random(seed)
-        with server.client(keys["alice"]) as client:
+        with client(server, keys["alice"]) as client:
             for _ in range(20):
                 name = rng.choice(sorted(videos))
                 video = videos[name]
@@ -367,7 +307,7 @@ def test_queue_full_503_then_sigkill_mid_encode_and_restart(service, videos) -> 
     """Runs last: it kills the module's server and restarts it on the same data folder."""
     server, keys = service
     clip = CLIP.read_bytes()
-    with server.client(keys["bob"]) as bob:
+    with client(server, keys["bob"]) as bob:
         # Capacity: 1 running + 1 queued. Two 120-frame encodes fill it; a third upload gets 503.
         long_jobs = [upload(bob, clip, codec="intra") for _ in range(2)]
         assert [r.status_code for r in long_jobs] == [202, 202], [r.text for r in long_jobs]
@@ -380,11 +320,11 @@ def test_queue_full_503_then_sigkill_mid_encode_and_restart(service, videos) -> 
         running, waiting = (r.json()["id"] for r in long_jobs)
         record = wait_status(bob, running, {"encoding", "ready", "failed"})
         assert record["status"] == "encoding" and record["progress"] < 1.0, record
-    server.kill9()
+    server.kill()
     assert not (server.data / "streams" / f"{running}.nvc").exists()
 
     server.start()
-    with server.client(keys["bob"]) as bob:
+    with client(server, keys["bob"]) as bob:
         record = bob.get(f"/v1/videos/{running}").json()
         assert record["status"] == "failed" and "interrupted" in record["error"], record
         assert_one_line_error(bob.get(f"/v1/videos/{running}/stream"), 409)
@@ -393,7 +333,7 @@ def test_queue_full_503_then_sigkill_mid_encode_and_restart(service, videos) -> 
         assert bob.delete(f"/v1/videos/{waiting}").status_code == 204  # stops it: the test is done with it
     streams = {p.name for p in (server.data / "streams").iterdir()}
     assert f"{running}.nvc" not in streams and not any(".partial" in name for name in streams)
-    with server.client(keys["alice"]) as alice:  # the other videos are intact, byte for byte
+    with client(server, keys["alice"]) as alice:  # the other videos are intact, byte for byte
         for video in videos.values():
             record = alice.get(f"/v1/videos/{video['id']}").json()
             assert record["status"] == "ready" and record["stream"] == video["record"]["stream"]

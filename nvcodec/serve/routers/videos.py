@@ -19,14 +19,14 @@ from nvcodec.serve.catalogue import KeyRecord, VideoRecord
 from nvcodec.serve.schemas import ErrorOut, StreamInfoOut, VideoCreated, VideoList, VideoOut
 from nvcodec.serve.service import Service, is_video_id, new_video_id
 
-__all__ = ["router", "lookup_video", "ready_stream"]
+__all__ = ["router", "lookup_video", "ready_stream", "decode_error", "ERROR_RESPONSES"]
 
 router = APIRouter(prefix="/v1/videos", tags=["videos"])
 
 RETRY_AFTER_S = 10
 _STREAM_BLOCK = 64 * 1024
 _FORMAT_TOKEN = re.compile(r"[a-z0-9]+")
-_ERRORS = {code: {"model": ErrorOut} for code in (401, 404, 409, 413, 415, 416, 422, 503)}
+ERROR_RESPONSES = {code: {"model": ErrorOut} for code in (401, 404, 409, 413, 415, 416, 422, 503)}
 
 
 def lookup_video(service: Service, key: KeyRecord, video_id: str) -> VideoRecord:
@@ -107,7 +107,7 @@ async def _receive_body(request: Request, path: Path, limit: int) -> int:
     return size
 
 
-@router.post("", status_code=202, response_model=VideoCreated, responses=_ERRORS)
+@router.post("", status_code=202, response_model=VideoCreated, responses=ERROR_RESPONSES)
 async def upload_video(
     request: Request,
     codec: Literal["intra", "hypernerv"] = "intra",
@@ -164,13 +164,13 @@ async def upload_video(
     return VideoCreated(id=video_id, status="queued")
 
 
-@router.get("", response_model=VideoList, responses=_ERRORS)
+@router.get("", response_model=VideoList, responses=ERROR_RESPONSES)
 async def list_videos(key: KeyRecord = Depends(require_key), service: Service = Depends(get_service)) -> VideoList:
     records = service.catalogue.videos(key.id)
     return VideoList(videos=await run_in_threadpool(lambda: [_video_out(service, r) for r in records]))
 
 
-@router.get("/{video_id}", response_model=VideoOut, responses=_ERRORS)
+@router.get("/{video_id}", response_model=VideoOut, responses=ERROR_RESPONSES)
 async def get_video(video_id: str, key: KeyRecord = Depends(require_key), service: Service = Depends(get_service)) -> VideoOut:
     record = lookup_video(service, key, video_id)
     return await run_in_threadpool(_video_out, service, record)
@@ -212,7 +212,7 @@ def _file_blocks(handle, start: int, end: int) -> Iterator[bytes]:
             yield block
 
 
-@router.get("/{video_id}/stream", responses={**_ERRORS, 206: {"description": "the requested byte range"}})
+@router.get("/{video_id}/stream", responses={**ERROR_RESPONSES, 206: {"description": "the requested byte range"}})
 async def get_stream(
     video_id: str, request: Request, key: KeyRecord = Depends(require_key), service: Service = Depends(get_service)
 ) -> Response:
@@ -238,7 +238,7 @@ async def get_stream(
     return StreamingResponse(_file_blocks(handle, start, end), status_code=status, headers=headers, media_type="application/octet-stream")
 
 
-@router.delete("/{video_id}", status_code=204, responses=_ERRORS)
+@router.delete("/{video_id}", status_code=204, responses=ERROR_RESPONSES)
 async def delete_video(video_id: str, key: KeyRecord = Depends(require_key), service: Service = Depends(get_service)) -> Response:
     """Delete the video, its stream and its upload; a running encode stops."""
     lookup_video(service, key, video_id)
