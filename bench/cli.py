@@ -1,4 +1,4 @@
-"""``nvcodec bench rd|speed|scaling``: argument parsing for the benchmarks (``nvcodec.cli`` forwards here).
+"""``nvcodec bench rd|speed|scaling|load``: argument parsing for the benchmarks (``nvcodec.cli`` forwards here).
 
 Errors caused by the input raise ``NvcodecError`` subclasses; ``nvcodec.cli.main`` maps them to exit 2.
 """
@@ -59,7 +59,7 @@ def _build_parser() -> argparse.ArgumentParser:
     from nvcodec.bench import classical
     from nvcodec.bench.rd import ALL_CODECS
 
-    parser = argparse.ArgumentParser(prog="nvcodec bench", description="RD, speed and scaling benchmarks.")
+    parser = argparse.ArgumentParser(prog="nvcodec bench", description="RD, speed, scaling and loading benchmarks.")
     sub = parser.add_subparsers(dest="command", metavar="COMMAND", required=True)
 
     rd = sub.add_parser(

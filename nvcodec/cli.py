@@ -68,7 +68,7 @@ def _build_parser() -> argparse.ArgumentParser:
     exp.add_argument("--weights-dir", default=None, help="where to write NAME.safetensors (default: the package's weights folder)")
     exp.add_argument("--force", action="store_true")
 
-    sub.add_parser("bench", help="benchmarks: nvcodec bench rd|speed|scaling ...", add_help=False)
+    sub.add_parser("bench", help="benchmarks: nvcodec bench rd|speed|scaling|load ...", add_help=False)
 
     demo = sub.add_parser("demo", help="encode + decode the bundled clip with the shipped default model and report")
     demo.add_argument("--codec", choices=CODEC_NAMES, default="intra")
