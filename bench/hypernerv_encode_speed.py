@@ -8,7 +8,7 @@ Measures on one video (default: the shared carphone clip, all frames, CPU):
    encode and decode fps (single hypernetwork pass, ``refine_steps=0``);
 2. at ``--quality``, on the first ``--speed-frames`` frames: PSNR / bytes / wall time of the
    forward pass and of K refinement steps;
-3. on the same frames, the from-scratch per-video NeRV baseline (``nvcodec.hypernerv.baseline``, the same decoder
+3. on the same frames, the from-scratch per-video NeRV baseline (``nvcodec.bench.baseline``, the same decoder
    architecture) trained for growing wall times until it reaches the forward pass's PSNR, and the
    resulting speed-up (baseline time to that PSNR / forward-pass encode time);
 4. the seam penalty: PSNR with blended tile overlap vs without;
@@ -31,7 +31,7 @@ import torch
 
 import nvcodec
 from nvcodec import io, metrics, registry
-from nvcodec.hypernerv.baseline import fit_per_video_nerv
+from nvcodec.bench.baseline import fit_per_video_nerv
 from nvcodec.hypernerv.model import CompressedClip
 
 DEFAULT_VIDEO = "../shared/media/carphone_pristine.mp4"

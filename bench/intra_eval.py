@@ -1,24 +1,24 @@
 """RD evaluation of the intra codec against JPEG (Pillow) on still images, plus 768x512 timings.
 
-For every image and every quality level: real bytes (the serialised per-frame chunk that goes into
-the ``.nvc`` container: 16-byte chunk header + length-prefixed z and y rANS strings) -> bpp, and
-PSNR-RGB of the *decoded* frame (decoded from the bytes, and checked equal to the encoder's
-reconstruction). JPEG: Pillow at qualities 5..95 (default 4:2:0 subsampling), bytes = the whole
-file. BD-rate (``bench/bdrate.py``) of intra vs JPEG per image, and the mean over images.
+For every image and every quality level: real bytes (the whole one-frame ``.nvc`` file, as
+``nvcodec encode`` writes it: container header + the frame's chunk) -> bpp, and PSNR-RGB of the
+*decoded* frame (decoded from the bytes, and checked equal to the encoder's reconstruction).
+JPEG: the RD benchmark's anchor (``classical.CODECS["jpeg"]``: Pillow, 4:2:0, optimised Huffman)
+at qualities 5..95, bytes = the whole file. BD-rate (``bench/bdrate.py``) of intra vs JPEG per
+image, and the mean over images.
 
     python -m nvcodec.bench.intra_eval --checkpoint runs/intra-small/checkpoints/last.ckpt
     python -m nvcodec.bench.intra_eval --model intra-small            # shipped weights
     python -m nvcodec.bench.intra_eval --checkpoint ABLATION.ckpt --anchor-checkpoint REF.ckpt --no-jpeg
 
 ``--anchor-checkpoint`` adds the BD-rate of the model against another checkpoint (ablations);
-``--spectrum`` prints the low-frequency energy share of each latent slice (``codec/analysis.py``).
+``--spectrum`` prints the low-frequency energy share of each latent slice (``bench/analysis.py``).
 """
 
 from __future__ import annotations
 
 import argparse
 import csv
-import io as pyio
 import json
 import math
 import time
@@ -29,13 +29,18 @@ import numpy as np
 import torch
 from PIL import Image
 
+from nvcodec import container, io
+from nvcodec.bench import classical
 from nvcodec.bench.bdrate import bd_rate
-from nvcodec.codec.analysis import slice_low_frequency_shares
+from nvcodec.bench.analysis import slice_low_frequency_shares
 from nvcodec.codec.model import IntraCodec
+from nvcodec.checkpoints import load_checkpoint
 from nvcodec.codec.video import IntraVideoCodec
+from nvcodec.geometry import frames_to_tensor
+from nvcodec.interface import EncodedVideo
 from nvcodec.io import read_video
 from nvcodec.metrics import psnr_rgb
-from nvcodec.registry import load_codec
+from nvcodec.registry import load_codec, weights_fingerprint
 
 __all__ = ["RDPoint", "ImageBDRate", "Timing", "load_checkpoint_model", "intra_points", "jpeg_points", "time_codec", "main"]
 
@@ -73,8 +78,6 @@ class Timing:
 
 def load_checkpoint_model(path: str | Path) -> IntraCodec:
     """Rebuild the model of a Lightning checkpoint of ``IntraSystem``, ready to code."""
-    from nvcodec.train.export import load_checkpoint
-
     model = load_checkpoint(path, codec="intra")
     model.update_entropy_models()
     return model
@@ -90,21 +93,30 @@ def intra_points(codec: IntraVideoCodec, name: str, image: np.ndarray) -> list[R
         decoded = codec.decode_chunk(encoded.params, chunk, height, width)
         if not np.array_equal(decoded, encoded.reconstruction):
             raise RuntimeError(f"{name} q{quality}: decoder output differs from the encoder's reconstruction")
-        num_bytes = len(chunk.payload)
+        num_bytes = stream_bytes(codec, image, encoded)
         points.append(RDPoint(name, "intra", quality, num_bytes, 8.0 * num_bytes / (height * width), psnr_rgb(image, decoded[0])))
     return points
 
 
 def jpeg_points(name: str, image: np.ndarray, qualities: tuple[int, ...] = JPEG_QUALITIES) -> list[RDPoint]:
+    """The RD benchmark's JPEG anchor (``classical``) on ``image`` (H, W, 3) at ``qualities``."""
     height, width = image.shape[:2]
     points = []
     for quality in qualities:
-        buffer = pyio.BytesIO()
-        Image.fromarray(image).save(buffer, format="JPEG", quality=quality)
-        decoded = np.asarray(Image.open(pyio.BytesIO(buffer.getvalue())).convert("RGB"))
-        num_bytes = buffer.tell()
-        points.append(RDPoint(name, "jpeg", quality, num_bytes, 8.0 * num_bytes / (height * width), psnr_rgb(image, decoded)))
+        stream = classical.encode(image[None], "jpeg", quality)
+        decoded = classical.decode(stream)
+        points.append(RDPoint(name, "jpeg", quality, stream.num_bytes, 8.0 * stream.num_bytes / (height * width), psnr_rgb(image, decoded)))
     return points
+
+
+def stream_bytes(codec: IntraVideoCodec, image: np.ndarray, encoded: EncodedVideo) -> int:
+    """Size of the complete ``.nvc`` file of one coded image, packed as ``nvcodec.encode`` packs it."""
+    height, width = image.shape[:2]
+    stream = container.pack_stream(
+        codec=codec.codec_name, model=codec.model_name, weights=weights_fingerprint(codec.model_name), width=width, height=height,
+        fps=io.DEFAULT_FPS, params=dict(encoded.params), chunks=list(encoded.chunks),
+    )
+    return len(stream)
 
 
 def time_codec(codec: IntraVideoCodec, image: np.ndarray, quality: int, repeats: int = 3) -> Timing:
@@ -118,7 +130,7 @@ def time_codec(codec: IntraVideoCodec, image: np.ndarray, quality: int, repeats:
         start = time.perf_counter()
         codec.decode_chunk(encoded.params, encoded.chunks[0], height, width)
         decode_times.append(time.perf_counter() - start)
-    return Timing(height, width, quality, len(encoded.chunks[0].payload), min(encode_times), min(decode_times), torch.get_num_threads())
+    return Timing(height, width, quality, stream_bytes(codec, image, encoded), min(encode_times), min(decode_times), torch.get_num_threads())
 
 
 def mean_slice_spectrum(model: IntraCodec, images: dict[str, np.ndarray], cutoff: float = 0.25) -> list[float]:
@@ -126,7 +138,7 @@ def mean_slice_spectrum(model: IntraCodec, images: dict[str, np.ndarray], cutoff
     shares = []
     with torch.inference_mode():
         for image in images.values():
-            x = torch.from_numpy(image).permute(2, 0, 1)[None].float() / 255.0
+            x = frames_to_tensor(image)[None]  # (1, 3, H, W)
             size = model.config.pad_multiple
             x = x[..., : x.shape[-2] // size * size, : x.shape[-1] // size * size]
             y = model.analysis(x)

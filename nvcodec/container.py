@@ -38,6 +38,7 @@ __all__ = [
     "ChunkEntry",
     "StreamHeader",
     "pack_stream",
+    "frame_stream",
     "StreamReader",
     "MAX_SIDE",
     "MAX_FRAMES",
@@ -212,14 +213,23 @@ def pack_stream(
     )
     header_bytes = header.to_json()
     StreamHeader.from_json(header_bytes)  # the writer never emits what the reader would refuse
-    prefix = _PREFIX.pack(MAGIC, FORMAT_VERSION, 0, len(header_bytes)) + header_bytes
+    return frame_stream(header_bytes, [chunk.payload for chunk in chunks])
+
+
+def frame_stream(header_bytes: bytes, payloads: Sequence[bytes], version: int = FORMAT_VERSION, flags: int = 0) -> bytes:
+    """The byte framing of a stream: prefix + header + header CRC, then length + payload + CRC per chunk.
+
+    The one writer of the layout. ``pack_stream`` hands it a validated header; the test tools
+    (``nvcodec.testing``) hand it forged ones, to reach the checks behind the CRCs.
+    """
+    prefix = _PREFIX.pack(MAGIC, version, flags, len(header_bytes)) + header_bytes
     out = io.BytesIO()
     out.write(prefix)
     out.write(_U32.pack(zlib.crc32(prefix)))
-    for chunk in chunks:
-        out.write(_U32.pack(len(chunk.payload)))
-        out.write(chunk.payload)
-        out.write(_U32.pack(zlib.crc32(chunk.payload)))
+    for payload in payloads:
+        out.write(_U32.pack(len(payload)))
+        out.write(payload)
+        out.write(_U32.pack(zlib.crc32(payload)))
     return out.getvalue()
 
 

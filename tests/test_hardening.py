@@ -25,7 +25,7 @@ from PIL import Image
 import nvcodec
 from conftest import REPO, moving_clip
 from nvcodec import api, cli, io
-from nvcodec.bench.fuzz import forge_header
+from nvcodec.testing import forge_header
 from nvcodec.errors import BitstreamError, InputError
 
 TINY = {"intra": "intra-tiny", "hypernerv": "hypernerv-tiny"}

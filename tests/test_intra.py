@@ -14,7 +14,7 @@ import numpy as np
 import pytest
 import torch
 
-from nvcodec.codec.analysis import low_frequency_share, slice_low_frequency_shares
+from nvcodec.bench.analysis import low_frequency_share, slice_low_frequency_shares
 from nvcodec.codec.layers import FrequencyDisentangle, WindowAttention, hadamard_scores
 from nvcodec.codec.model import IntraCodec, IntraConfig
 from nvcodec.codec.video import IntraVideoCodec

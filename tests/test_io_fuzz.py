@@ -3,7 +3,7 @@
 Whatever the damage (bit flips, overwritten bytes and box sizes, truncation, insertion, deletion,
 duplicated ranges), ``io.read_video`` must return well-formed frames (a shorter result warns with
 ``PartialInputWarning``) or raise ``InputError``: never another exception, never a hang (each case
-runs under a generous CPU-time guard, ``nvcodec.bench.fuzz.time_limit``). Seeded: reproducible.
+runs under a generous CPU-time guard, ``nvcodec.testing.time_limit``). Seeded: reproducible.
 """
 
 from __future__ import annotations
@@ -18,7 +18,7 @@ import pytest
 
 from conftest import moving_clip
 from nvcodec import io
-from nvcodec.bench.fuzz import time_limit
+from nvcodec.testing import time_limit
 from nvcodec.errors import InputError
 from test_input_policy import write_av
 

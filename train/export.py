@@ -1,16 +1,16 @@
 """Checkpoint -> registered safetensors weights (``nvcodec export CKPT -o NAME``).
 
-Convention of every training system here: hyperparameters hold ``model_name`` and
-``model_overrides``, and the ``nn.Module`` is the attribute ``model`` (state keys ``model.*``).
+Checkpoints are read by ``nvcodec.checkpoints`` (re-exported here), so that benchmarks can read
+them without importing ``train``.
 """
 
 from __future__ import annotations
 
 import json
 from pathlib import Path
-from typing import Any
 
 from nvcodec import registry
+from nvcodec.checkpoints import load_checkpoint, model_state
 from nvcodec.errors import InputError
 
 __all__ = ["export_checkpoint", "load_checkpoint", "model_state", "update_manifest"]
@@ -24,37 +24,6 @@ def update_manifest(weights_dir: Path, file_name: str, digest: str) -> None:
     tmp = path.with_name(path.name + ".tmp")
     tmp.write_text(json.dumps(dict(sorted(manifest.items())), indent=2) + "\n")
     tmp.replace(path)
-
-
-def model_state(state_dict: dict[str, Any]) -> dict[str, Any]:
-    """A training system's state dict -> its ``model``'s state dict (keys ``model.*`` unprefixed)."""
-    return {k[len("model.") :]: v for k, v in state_dict.items() if k.startswith("model.")}
-
-
-def load_checkpoint(checkpoint: str | Path, codec: str | None = None) -> Any:
-    """Read a Lightning checkpoint of any training system here -> its model, in eval mode.
-
-    The model is rebuilt with the checkpoint's ``model_overrides`` (as the systems do) and gets the
-    checkpoint's weights. Raises ``InputError`` for a missing or unreadable file,
-    or when ``codec`` is given and the checkpoint trained a model of another codec.
-    """
-    import torch
-
-    checkpoint = Path(checkpoint)
-    if not checkpoint.is_file():
-        raise InputError(f"checkpoint not found: {checkpoint}")
-    try:
-        state = torch.load(checkpoint, map_location="cpu", weights_only=False)
-    except Exception as exc:  # torch raises many types for a damaged file
-        raise InputError(f"cannot read checkpoint {checkpoint}: {exc}") from None
-    hparams = state.get("hyper_parameters", {})
-    trained_name = hparams.get("model_name")
-    if trained_name is None or (codec is not None and registry.get_spec(trained_name).codec != codec):
-        raise InputError(f"checkpoint {checkpoint} trained {trained_name!r}, not a {codec or 'registered'} model")
-    model = registry.create_model(trained_name, **dict(hparams.get("model_overrides") or {}))
-    model.load_state_dict(model_state(state["state_dict"]), strict=True)
-    model.eval()
-    return model
 
 
 def export_checkpoint(

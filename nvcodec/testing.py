@@ -1,6 +1,10 @@
-"""Fuzz the ``.nvc`` decoders: mutate valid streams of every codec and decode them with a time bound.
+"""Test tools for the ``.nvc`` format: stream forging and a fuzzer of the decoders (a check, not a benchmark).
 
-    python -m nvcodec.bench.fuzz --codec intra|hypernerv|all --count N --seed S --timeout 5
+    python -m nvcodec.testing --codec intra|hypernerv|all --count N --seed S --timeout 5
+
+``parse_stream`` / ``build_stream`` / ``forge_header`` rewrite a valid stream's header with correct
+framing and CRCs (``container.frame_stream``, the container's own writer), so that tests reach the
+checks behind the CRCs. The fuzzer mutates valid streams of every codec and decodes them with a time bound.
 
 Seed streams are encoded with the shipped models when their weights exist, else with the tiny test
 models (a few frames at small sizes, so each decode takes milliseconds). Each mutation is one of:
@@ -34,13 +38,14 @@ import struct
 import sys
 import threading
 import time
-import zlib
 from collections import Counter
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
 
 import numpy as np
+
+from nvcodec.container import _PREFIX, CODEC_NAMES, frame_stream
 
 __all__ = [
     "ParsedStream",
@@ -57,7 +62,6 @@ __all__ = [
     "main",
 ]
 
-_PREFIX = struct.Struct("<8sHHI")
 _U32 = struct.Struct("<I")
 
 # Values a hostile writer tries in integer fields: bounds, off-by-ones, sign and width edges.
@@ -97,8 +101,6 @@ def build_stream(parsed: ParsedStream, *, fix_table: bool = True) -> bytes:
     ``fix_table``: rewrite the chunk table's offsets and lengths to match the payloads (keeping the
     frame ranges); False keeps the record's table verbatim (a forged table).
     """
-    from nvcodec.container import MAGIC
-
     record = dict(parsed.record)
     if fix_table and isinstance(record.get("chunks"), list) and len(record["chunks"]) == len(parsed.payloads):
         table, offset = [], 0
@@ -108,11 +110,7 @@ def build_stream(parsed: ParsedStream, *, fix_table: bool = True) -> bytes:
             offset += 4 + len(payload) + 4
         record["chunks"] = table
     header = json.dumps(record, separators=(",", ":"), sort_keys=True, allow_nan=True).encode("utf-8")
-    prefix = _PREFIX.pack(MAGIC, parsed.version, parsed.flags, len(header)) + header
-    parts = [prefix, _U32.pack(zlib.crc32(prefix))]
-    for payload in parsed.payloads:
-        parts += [_U32.pack(len(payload)), payload, _U32.pack(zlib.crc32(payload))]
-    return b"".join(parts)
+    return frame_stream(header, parsed.payloads, parsed.version, parsed.flags)
 
 
 def forge_header(data: bytes, **changes) -> bytes:
@@ -537,8 +535,8 @@ def _replay(path: Path, timeout: float) -> int:
 
 
 def main(argv: list[str] | None = None) -> int:
-    parser = argparse.ArgumentParser(prog="python -m nvcodec.bench.fuzz", description=__doc__.split("\n")[0])
-    parser.add_argument("--codec", choices=("intra", "hypernerv", "all"), default="all")
+    parser = argparse.ArgumentParser(prog="python -m nvcodec.testing", description=__doc__.split("\n")[0])
+    parser.add_argument("--codec", choices=(*CODEC_NAMES, "all"), default="all")
     parser.add_argument("--count", type=int, default=1000, help="mutated streams per codec")
     parser.add_argument("--seed", type=int, default=0)
     parser.add_argument("--timeout", type=float, default=5.0, help="seconds per decode (see --clock)")
@@ -555,7 +553,7 @@ def main(argv: list[str] | None = None) -> int:
     if args.replay is not None:
         _limit_process(args.threads, args.max_memory_gb)
         return _replay(args.replay, args.timeout)
-    codecs = ("intra", "hypernerv") if args.codec == "all" else (args.codec,)
+    codecs = CODEC_NAMES if args.codec == "all" else (args.codec,)
     reports = []
     for codec in codecs:
         print(f"fuzzing {codec}: {args.count} streams, seed {args.seed}, timeout {args.timeout} s ({args.clock}), {args.jobs} job(s)", flush=True)

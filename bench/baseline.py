@@ -1,6 +1,6 @@
 """Classic per-video NeRV, for comparison only: the same decoder trained from scratch on one video.
 
-Not part of the codec. One decoder per spatial tile (the same ``TileGrid`` as the codec), whose
+Not part of the codec (so it lives in ``bench/``, not in ``hypernerv/``). One decoder per spatial tile (the same ``TileGrid`` as the codec), whose
 frame time spans the WHOLE video (``t = i / num_frames``, as in NeRV), with free (unmodulated)
 weights initialised at random and fitted with Adam on random minibatches of frames. Returns PSNR
 against accumulated training wall time, so that encode-speed benchmarks can find the time the
@@ -19,7 +19,6 @@ baseline's first version): 9.8 / 22.7. He init, lr 1e-3: 9.1 / 21.0; 2e-3: 6.3 /
 
 from __future__ import annotations
 
-import math
 import time
 from dataclasses import dataclass
 
@@ -27,9 +26,9 @@ import numpy as np
 import torch
 import torch.nn.functional as F
 
-from nvcodec.geometry import TileGrid
-
-from .decoder import DecoderConfig, NervDecoder
+from nvcodec.geometry import TileGrid, frames_to_tensor, tensor_to_frames
+from nvcodec.hypernerv.decoder import DecoderConfig, NervDecoder
+from nvcodec.metrics import psnr_rgb
 
 __all__ = ["BaselinePoint", "BaselineResult", "fit_per_video_nerv"]
 
@@ -38,7 +37,7 @@ __all__ = ["BaselinePoint", "BaselineResult", "fit_per_video_nerv"]
 class BaselinePoint:
     train_seconds: float  # accumulated optimisation wall time (evaluation excluded)
     steps: int
-    psnr: float  # dB over all frames, RGB, uint8 reconstruction
+    psnr: float  # dB, RGB, uint8 reconstruction: mean of per-frame PSNR (nvcodec.metrics.psnr_rgb)
 
 
 @dataclass(frozen=True)
@@ -46,11 +45,6 @@ class BaselineResult:
     points: list[BaselinePoint]
     num_params: int
     reconstruction: np.ndarray  # (T, H, W, 3) uint8 at the end
-
-
-def _psnr(reference: np.ndarray, test: np.ndarray) -> float:
-    mse = float(np.mean((reference.astype(np.float64) - test.astype(np.float64)) ** 2))
-    return float("inf") if mse == 0 else 10.0 * math.log10(255.0**2 / mse)
 
 
 def fit_per_video_nerv(
@@ -73,19 +67,20 @@ def fit_per_video_nerv(
     """
     if time_budget_s is None and max_steps is None:
         raise ValueError("give time_budget_s or max_steps")
-    torch.manual_seed(seed)
     num_frames, height, width, _ = frames.shape
     tile = config.tile_size
     grid = TileGrid(height, width, tile, tile, 0)
-    video = torch.from_numpy(frames).permute(0, 3, 1, 2).float() / 255.0  # (T, 3, H, W)
+    video = frames_to_tensor(frames)  # (T, 3, H, W)
     targets = grid.split(video).contiguous()  # (num_tiles, T, 3, tile, tile)
-    decoder = NervDecoder(config)
-    weights = {}
-    for spec in decoder.layer_specs():
-        weight = torch.empty(grid.num_tiles, *spec.shape)  # (B, C_out, C_in, k, k)
-        for index in range(grid.num_tiles):
-            torch.nn.init.kaiming_normal_(weight[index], nonlinearity="relu")  # as NervDecoder's base weights
-        weights[spec.name] = torch.nn.Parameter(weight)
+    with torch.random.fork_rng(devices=[]):  # seeded initialisation; the caller's generator is left alone
+        torch.manual_seed(seed)
+        decoder = NervDecoder(config)
+        weights = {}
+        for spec in decoder.layer_specs():
+            weight = torch.empty(grid.num_tiles, *spec.shape)  # (B, C_out, C_in, k, k)
+            for index in range(grid.num_tiles):
+                torch.nn.init.kaiming_normal_(weight[index], nonlinearity="relu")  # as NervDecoder's base weights
+            weights[spec.name] = torch.nn.Parameter(weight)
     params = list(weights.values()) + list(decoder.biases.values())
     optimizer = torch.optim.Adam(params, lr=lr)
     times = torch.arange(num_frames, dtype=torch.float32) / num_frames  # NeRV: time over the whole video
@@ -94,8 +89,8 @@ def fit_per_video_nerv(
         with torch.no_grad():
             parts = [decoder.decode(weights, times[i : i + 16]) for i in range(0, num_frames, 16)]  # (B, f, 3, t, t)
             merged = grid.merge(torch.cat(parts, dim=1))  # (T, 3, H, W)
-        recon = (merged * 255.0).round().clamp(0, 255).to(torch.uint8).permute(0, 2, 3, 1).numpy()
-        return _psnr(frames, recon), recon
+        recon = tensor_to_frames(merged)
+        return psnr_rgb(frames, recon), recon
 
     next_eval = 1
     points: list[BaselinePoint] = []

@@ -1,6 +1,6 @@
 """Peak memory of ``nvcodec decode`` against the number of frames decoded (it should not grow).
 
-    python -m nvcodec.bench.memory [--frames 32 128] [--size 256] [--codec intra hypernerv] [--out DIR]
+    python tools/memory_check.py [--frames 32 128] [--size 256] [--codec intra hypernerv] [--out DIR]
 
 Builds one clip of ``max(--frames)`` frames (``--size`` square crops of bigbuckbunny.mp4 from the
 shared media, or a synthetic clip if it is missing), encodes it once per codec (shipped weights
@@ -23,6 +23,8 @@ from dataclasses import asdict, dataclass
 from pathlib import Path
 
 import numpy as np
+
+from nvcodec.container import CODEC_NAMES
 
 __all__ = ["MemoryRun", "peak_rss_of", "build_clip", "main"]
 
@@ -79,10 +81,10 @@ def _model(codec: str) -> str:
 
 
 def main(argv: list[str] | None = None) -> int:
-    parser = argparse.ArgumentParser(prog="python -m nvcodec.bench.memory", description=__doc__.split("\n")[0])
+    parser = argparse.ArgumentParser(prog="python tools/memory_check.py", description=__doc__.split("\n")[0])
     parser.add_argument("--frames", type=int, nargs="+", default=[32, 128])
     parser.add_argument("--size", type=int, default=256)
-    parser.add_argument("--codec", nargs="+", choices=("intra", "hypernerv"), default=["intra", "hypernerv"])
+    parser.add_argument("--codec", nargs="+", choices=CODEC_NAMES, default=list(CODEC_NAMES))
     parser.add_argument("--media", type=Path, default=DEFAULT_MEDIA)
     parser.add_argument("--out", type=Path, default=None, help="keep the streams and a JSON report here")
     parser.add_argument("--tolerance", type=float, default=0.20)

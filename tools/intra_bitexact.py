@@ -1,6 +1,6 @@
 """Bit-exactness check of the intra codec: encode here, decode in fresh processes with 1 and 2 threads.
 
-    python -m nvcodec.bench.intra_bitexact --model intra-small --images ../shared/media
+    python tools/intra_bitexact.py --model intra-small --images ../shared/media   (exit status 1 on any mismatch)
 
 Every image is encoded at every quality level (``--encode-threads``); each fresh decoder process
 loads the shipped weights itself, decodes every chunk with ``torch.set_num_threads(n)`` and reports
@@ -72,7 +72,7 @@ def main(argv: list[str] | None = None) -> int:
         (folder / "index.json").write_text(json.dumps(index))
         failures = 0
         for threads in args.threads:
-            command = [sys.executable, "-m", "nvcodec.bench.intra_bitexact", "--model", args.model,
+            command = [sys.executable, str(Path(__file__).resolve()), "--model", args.model,
                        "--decode-dir", str(folder), "--threads", str(threads)]  # fmt: skip
             result = subprocess.run(command, check=True, capture_output=True, text=True)
             digests = json.loads(result.stdout.strip().splitlines()[-1])

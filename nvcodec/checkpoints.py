@@ -1,0 +1,47 @@
+"""Read a training checkpoint back into its model (torch only: no Lightning needed to read one).
+
+Convention of every training system in ``nvcodec.train``: hyperparameters hold ``model_name`` and
+``model_overrides``, and the ``nn.Module`` is the attribute ``model`` (state keys ``model.*``).
+Here, not in ``train``, so that benchmarks (which never import ``train``) can evaluate checkpoints.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any
+
+from nvcodec import registry
+from nvcodec.errors import InputError
+
+__all__ = ["load_checkpoint", "model_state"]
+
+
+def model_state(state_dict: dict[str, Any]) -> dict[str, Any]:
+    """A training system's state dict -> its ``model``'s state dict (keys ``model.*`` unprefixed)."""
+    return {k[len("model.") :]: v for k, v in state_dict.items() if k.startswith("model.")}
+
+
+def load_checkpoint(checkpoint: str | Path, codec: str | None = None) -> Any:
+    """Read a Lightning checkpoint of any training system here -> its model, in eval mode.
+
+    The model is rebuilt with the checkpoint's ``model_overrides`` (as the systems do) and gets the
+    checkpoint's weights. Raises ``InputError`` for a missing or unreadable file, or when ``codec``
+    is given and the checkpoint trained a model of another codec.
+    """
+    import torch
+
+    checkpoint = Path(checkpoint)
+    if not checkpoint.is_file():
+        raise InputError(f"checkpoint not found: {checkpoint}")
+    try:
+        state = torch.load(checkpoint, map_location="cpu", weights_only=False)
+    except Exception as exc:  # torch raises many types for a damaged file
+        raise InputError(f"cannot read checkpoint {checkpoint}: {exc}") from None
+    hparams = state.get("hyper_parameters", {})
+    trained_name = hparams.get("model_name")
+    if trained_name is None or (codec is not None and registry.get_spec(trained_name).codec != codec):
+        raise InputError(f"checkpoint {checkpoint} trained {trained_name!r}, not a {codec or 'registered'} model")
+    model = registry.create_model(trained_name, **dict(hparams.get("model_overrides") or {}))
+    model.load_state_dict(model_state(state["state_dict"]), strict=True)
+    model.eval()
+    return model
