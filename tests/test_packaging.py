@@ -41,3 +41,15 @@ def test_regular_install_resolves_subpackages(tmp_path: Path) -> None:
     )
     assert run.returncode == 0, run.stderr
     assert Path(run.stdout.strip()).resolve().is_relative_to(target.resolve())
+
+
+def test_bench_never_imports_train() -> None:
+    """DESIGN.md's layering: benchmarks measure shipped code and read checkpoints via nvcodec.checkpoints."""
+    import ast
+
+    offenders = []
+    for path in sorted((REPO / "bench").rglob("*.py")):
+        for node in ast.walk(ast.parse(path.read_text(), str(path))):
+            names = [a.name for a in node.names] if isinstance(node, ast.Import) else [node.module or ""] if isinstance(node, ast.ImportFrom) else []
+            offenders += [f"{path.relative_to(REPO)}:{node.lineno} {name}" for name in names if name.startswith(("nvcodec.train", "train"))]
+    assert offenders == []
