@@ -43,7 +43,7 @@ def cli(*args: str) -> subprocess.CompletedProcess:
     return subprocess.run([*NVCODEC, *args], capture_output=True, text=True, timeout=120, env=env)
 
 
-def client(server: ServerProcessProcess, key: str | None) -> httpx.Client:
+def api_client(server: ServerProcess, key: str | None) -> httpx.Client:
     headers = {"Authorization": f"Bearer {key}"} if key is not None else {}
     return httpx.Client(base_url=server.url, headers=headers, timeout=120)
 
@@ -111,7 +111,7 @@ def videos(service):
     server, keys = service
     clip = CLIP.read_bytes()
     created = {}
-    with client(server, keys["alice"]) as client:
+    with api_client(server, keys["alice"]) as client:
         for name, params in (("intra", {"codec": "intra", "frames": "0:4"}), ("hypernerv", {"codec": "hypernerv", "quality": 1, "frames": "0:10"})):
             response = upload(client, clip, **params)
             assert response.status_code == 202, response.text
@@ -132,7 +132,7 @@ def test_flow_frames_ranges_stream_delete(service, videos) -> None:
     from nvcodec import io
 
     server, keys = service
-    with client(server, keys["alice"]) as client:
+    with api_client(server, keys["alice"]) as client:
         for name, video in videos.items():
             video_id, stream, reference = video["id"], video["stream"], video["frames"]
             record = client.get(f"/v1/videos/{video_id}").json()
@@ -201,20 +201,20 @@ def test_refusals_status_one_line_error_nothing_stored(service, videos) -> None:
     clip = CLIP.read_bytes()
     alice_video = videos["intra"]["id"]
     before = stored_state(server)
-    with client(server, keys["alice"]) as alice:
+    with api_client(server, keys["alice"]) as alice:
         listed = [v["id"] for v in alice.get("/v1/videos").json()["videos"]]
     # No key, a wrong key, a malformed header.
-    with client(server, None) as anonymous:
+    with api_client(server, None) as anonymous:
         assert_one_line_error(anonymous.get("/v1/videos"), 401)
         assert_one_line_error(upload(anonymous, clip, codec="intra"), 401)
         assert_one_line_error(anonymous.get(f"/v1/videos/{alice_video}/frames/0"), 401)
         assert anonymous.get("/v1/health").status_code == 200  # the one route without a key
-    with client(server, "nvk_wrong") as wrong:
+    with api_client(server, "nvk_wrong") as wrong:
         assert_one_line_error(wrong.get("/v1/videos"), 401)
         assert_one_line_error(upload(wrong, clip, codec="intra"), 401)
     assert_one_line_error(httpx.get(server.url + "/v1/videos", headers={"Authorization": f"Basic {keys['alice']}"}), 401)
     # A revoked key: valid a moment ago, refused right after `nvcodec keys revoke`.
-    with client(server, keys["carol"]) as carol:
+    with api_client(server, keys["carol"]) as carol:
         assert carol.get("/v1/videos").status_code == 200
         revoked = cli("keys", "revoke", "carol", "--data", str(server.data))
         assert revoked.returncode == 0, revoked.stderr
@@ -223,7 +223,7 @@ def test_refusals_status_one_line_error_nothing_stored(service, videos) -> None:
     listing = cli("keys", "list", "--data", str(server.data))
     assert "carol" in listing.stdout and "revoked" in listing.stdout and keys["carol"] not in listing.stdout
     # Another key's video is "not found", on every route; alice's video stays.
-    with client(server, keys["bob"]) as bob:
+    with api_client(server, keys["bob"]) as bob:
         assert bob.get("/v1/videos").json() == {"videos": []}
         for route in ("", "/frames/0", "/frames?start=0&stop=1&format=npy", "/stream"):
             assert_one_line_error(bob.get(f"/v1/videos/{alice_video}{route}"), 404)
@@ -242,7 +242,7 @@ def test_refusals_status_one_line_error_nothing_stored(service, videos) -> None:
                        {"codec": "h264"}, {"codec": "intra", "frames": "5:2"}, {"codec": "intra", "frames": "x"}):
             assert_one_line_error(upload(bob, clip, **params), 422)
         assert bob.get("/v1/videos").json() == {"videos": []}
-    with client(server, keys["alice"]) as alice:
+    with api_client(server, keys["alice"]) as alice:
         assert [v["id"] for v in alice.get("/v1/videos").json()["videos"]] == listed
         assert alice.get(f"/v1/videos/{alice_video}").json()["status"] == "ready"
     assert stored_state(server) == before
@@ -256,7 +256,7 @@ def test_concurrent_frame_requests_are_correct_and_memory_is_bounded(service, vi
 
     def client_run(seed: int) -> None:
         rng = random.Random(seed)
-        with client(server, keys["alice"]) as client:
+        with api_client(server, keys["alice"]) as client:
             for _ in range(20):
                 name = rng.choice(sorted(videos))
                 video = videos[name]
@@ -307,7 +307,7 @@ def test_queue_full_503_then_sigkill_mid_encode_and_restart(service, videos) -> 
     """Runs last: it kills the module's server and restarts it on the same data folder."""
     server, keys = service
     clip = CLIP.read_bytes()
-    with client(server, keys["bob"]) as bob:
+    with api_client(server, keys["bob"]) as bob:
         # Capacity: 1 running + 1 queued. Two 120-frame encodes fill it; a third upload gets 503.
         long_jobs = [upload(bob, clip, codec="intra") for _ in range(2)]
         assert [r.status_code for r in long_jobs] == [202, 202], [r.text for r in long_jobs]
@@ -324,7 +324,7 @@ def test_queue_full_503_then_sigkill_mid_encode_and_restart(service, videos) -> 
     assert not (server.data / "streams" / f"{running}.nvc").exists()
 
     server.start()
-    with client(server, keys["bob"]) as bob:
+    with api_client(server, keys["bob"]) as bob:
         record = bob.get(f"/v1/videos/{running}").json()
         assert record["status"] == "failed" and "interrupted" in record["error"], record
         assert_one_line_error(bob.get(f"/v1/videos/{running}/stream"), 409)
@@ -333,7 +333,7 @@ def test_queue_full_503_then_sigkill_mid_encode_and_restart(service, videos) -> 
         assert bob.delete(f"/v1/videos/{waiting}").status_code == 204  # stops it: the test is done with it
     streams = {p.name for p in (server.data / "streams").iterdir()}
     assert f"{running}.nvc" not in streams and not any(".partial" in name for name in streams)
-    with client(server, keys["alice"]) as alice:  # the other videos are intact, byte for byte
+    with api_client(server, keys["alice"]) as alice:  # the other videos are intact, byte for byte
         for video in videos.values():
             record = alice.get(f"/v1/videos/{video['id']}").json()
             assert record["status"] == "ready" and record["stream"] == video["record"]["stream"]
