@@ -33,6 +33,7 @@ class IntraSystem(pl.LightningModule):
     ``reference=True`` trains the diagnosis reference instead: compressai's plain
     MeanScaleHyperprior with the same gain units (``codec/reference.py``; ``model_overrides`` go to
     its ``ReferenceConfig``). ``init_weights``: a shipped model name or weights file to start from.
+    ``train_levels``: draw the quality level from these only (default: all levels).
     """
 
     def __init__(
@@ -48,6 +49,7 @@ class IntraSystem(pl.LightningModule):
         log_every: int = 25,
         reference: bool = False,
         init_weights: str | None = None,
+        train_levels: list[int] | None = None,
     ) -> None:
         super().__init__()
         self.save_hyperparameters()
@@ -61,6 +63,9 @@ class IntraSystem(pl.LightningModule):
             source, _ = load_weights(path)
             self.model.load_state_dict(restore_constants(self.model, source.state_dict()))
         self.lambdas = tuple(self.model.config.lambdas)
+        self.train_levels = tuple(train_levels) if train_levels else tuple(range(len(self.lambdas)))
+        if not all(0 <= level < len(self.lambdas) for level in self.train_levels):
+            raise ValueError(f"train_levels {self.train_levels} outside 0..{len(self.lambdas) - 1}")
 
     def forward(self, x: Tensor, quality: int) -> Tensor:
         """x (B, 3, H, W) in [0, 1] -> x_hat (B, 3, H, W)."""
@@ -82,7 +87,7 @@ class IntraSystem(pl.LightningModule):
 
     def training_step(self, batch: Tensor, batch_idx: int) -> Tensor:
         net_opt, aux_opt = self.optimizers()
-        quality = int(torch.randint(0, len(self.lambdas), ()))
+        quality = self.train_levels[int(torch.randint(0, len(self.train_levels), ()))]
         out = self.model(batch, quality, noisy_y_hat=self.global_step < self.hparams.noisy_y_hat_until)
         num_pixels = batch.shape[0] * batch.shape[2] * batch.shape[3]
         bpp = out.bits() / num_pixels
