@@ -1,0 +1,93 @@
+"""Golden streams: one small ``.nvc`` per registered model, written by this code, pins format and numerics.
+
+``tests/data/golden/`` holds, for every model in the registry (the shipped ones and the seeded
+untrained tiny ones), ``NAME.nvc``: two 64x64 frames (``source.npy``, cut from the bundled demo clip)
+encoded at the middle quality level, and in ``golden.json`` the sha256 of the stream and of its
+decoded frames. The tests decode every stream and re-encode the source, so that any change of the
+format, of the numerics or of the weights fails here until it is deliberate.
+
+After a deliberate change (new weights, a new chunk version, ...), regenerate and commit the files,
+and say why in the commit message::
+
+    NVCODEC_REGEN_GOLDEN=1 OMP_NUM_THREADS=1 python -m pytest tests/test_golden.py
+
+Without the flag the tests never write anything.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import os
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+import nvcodec
+from nvcodec import registry
+
+DATA = Path(__file__).parent / "data" / "golden"
+HASHES = DATA / "golden.json"
+SOURCE = DATA / "source.npy"
+REGENERATE = os.environ.get("NVCODEC_REGEN_GOLDEN") == "1"
+MODELS = sorted(registry.MODELS)
+
+
+def frames_sha256(frames: np.ndarray) -> str:
+    """sha256 over the shape and the raw uint8 samples of (T, H, W, 3) frames."""
+    digest = hashlib.sha256(repr(tuple(frames.shape)).encode())
+    digest.update(np.ascontiguousarray(frames, dtype=np.uint8).tobytes())
+    return digest.hexdigest()
+
+
+def _source() -> np.ndarray:
+    if not SOURCE.is_file():  # first generation only: two centre crops of the bundled demo clip
+        from nvcodec import io
+
+        video = io.read_video(Path(nvcodec.__file__).parent / "media" / "demo.mp4", 0, 2).frames
+        top, left = (video.shape[1] - 64) // 2, (video.shape[2] - 64) // 2
+        np.save(SOURCE, np.ascontiguousarray(video[:2, top : top + 64, left : left + 64]))
+    return np.load(SOURCE)
+
+
+def _encode(name: str, source: np.ndarray) -> bytes:
+    spec = registry.get_spec(name)
+    return nvcodec.encode(source, codec=spec.codec, model=name, quality=spec.quality_levels // 2)
+
+
+@pytest.fixture(scope="module")
+def golden() -> dict[str, dict]:
+    if REGENERATE:
+        DATA.mkdir(parents=True, exist_ok=True)
+        source = _source()
+        table = {}
+        for name in MODELS:
+            stream = _encode(name, source)
+            (DATA / f"{name}.nvc").write_bytes(stream)
+            table[name] = {
+                "stream_sha256": hashlib.sha256(stream).hexdigest(),
+                "frames_sha256": frames_sha256(nvcodec.decode(stream)),
+                "bytes": len(stream),
+            }
+        HASHES.write_text(json.dumps(table, indent=2, sort_keys=True) + "\n")
+    return json.loads(HASHES.read_text())
+
+
+def test_every_registered_model_has_a_golden_stream(golden) -> None:
+    assert sorted(golden) == MODELS
+
+
+@pytest.mark.parametrize("name", MODELS)
+def test_golden_stream_decodes_to_its_recorded_frames(golden, name: str) -> None:
+    stream = (DATA / f"{name}.nvc").read_bytes()
+    assert hashlib.sha256(stream).hexdigest() == golden[name]["stream_sha256"]
+    assert nvcodec.info(stream).model == name
+    decoded = nvcodec.decode(stream)
+    assert decoded.shape == (2, 64, 64, 3)
+    assert frames_sha256(decoded) == golden[name]["frames_sha256"]
+
+
+@pytest.mark.parametrize("name", MODELS)
+def test_todays_encoder_writes_the_golden_bytes(golden, name: str) -> None:
+    assert hashlib.sha256(_encode(name, _source())).hexdigest() == golden[name]["stream_sha256"]
