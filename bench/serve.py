@@ -29,6 +29,7 @@ from pathlib import Path
 
 import numpy as np
 
+from nvcodec.container import CODEC_NAMES
 from nvcodec.errors import InputError
 
 __all__ = ["ServeBenchOptions", "ServeLevel", "ServeReport", "run_serve_bench", "write_json", "format_table", "RESULT_FILES"]
@@ -201,7 +202,7 @@ def run_serve_bench(options: ServeBenchOptions, log: Callable[[str], None], comm
             try:
                 if not ids:
                     with httpx.Client(base_url=server.url, headers={"Authorization": f"Bearer {key}"}, timeout=600) as client:
-                        for codec in ("intra", "hypernerv"):
+                        for codec in CODEC_NAMES:
                             params = {"codec": codec} | ({"quality": options.quality} if options.quality is not None else {})
                             response = client.post("/v1/videos", params=params, content=source_path.read_bytes())
                             if response.status_code != 202:

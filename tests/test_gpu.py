@@ -8,12 +8,13 @@ import torch
 
 import nvcodec
 from conftest import moving_clip
+from nvcodec.container import CODEC_NAMES
 from nvcodec.errors import BitstreamError
 
 pytestmark = [pytest.mark.gpu, pytest.mark.skipif(not torch.cuda.is_available(), reason="needs CUDA")]
 
 
-@pytest.mark.parametrize("codec", ["intra", "hypernerv"])
+@pytest.mark.parametrize("codec", CODEC_NAMES)
 def test_cuda_stream_decodes_bit_exactly_on_cuda_and_is_refused_on_cpu(codec: str) -> None:
     frames = moving_clip(frames=3, height=40, width=56)
     data = nvcodec.encode(frames, codec=codec, model=f"{codec}-tiny", quality=1, device="cuda")

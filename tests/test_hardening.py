@@ -25,8 +25,9 @@ from PIL import Image
 import nvcodec
 from conftest import REPO, moving_clip
 from nvcodec import api, cli, io
-from nvcodec.testing import forge_header
+from nvcodec.container import CODEC_NAMES
 from nvcodec.errors import BitstreamError, InputError
+from nvcodec.testing import forge_header
 
 TINY = {"intra": "intra-tiny", "hypernerv": "hypernerv-tiny"}
 
@@ -226,7 +227,7 @@ def streams(tmp_path_factory) -> dict[str, Path]:
 # -- atomic outputs ----------------------------------------------------------------------------
 
 
-@pytest.mark.parametrize("codec", ["intra", "hypernerv"])
+@pytest.mark.parametrize("codec", CODEC_NAMES)
 @pytest.mark.parametrize("output", ["out.mkv", "out.mp4", "frames"])
 def test_error_in_second_chunk_leaves_no_output(streams, tmp_path: Path, capsys, monkeypatch, codec: str, output: str) -> None:
     from nvcodec import registry

@@ -5,11 +5,12 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 from pathlib import Path
 
+from nvcodec.container import CODEC_NAMES
 from nvcodec.errors import InputError
 
 __all__ = ["ServeConfig", "DataLayout", "CODECS", "parse_models"]
 
-CODECS = ("intra", "hypernerv")
+CODECS = CODEC_NAMES
 
 
 @dataclass(frozen=True)

@@ -13,6 +13,7 @@ from fastapi.concurrency import run_in_threadpool
 from fastapi.responses import StreamingResponse
 
 from nvcodec import api, io, registry
+from nvcodec.container import CODEC_NAMES
 from nvcodec.errors import InputError, NvcodecError
 from nvcodec.serve.auth import get_service, require_key
 from nvcodec.serve.catalogue import KeyRecord, VideoRecord
@@ -110,7 +111,7 @@ async def _receive_body(request: Request, path: Path, limit: int) -> int:
 @router.post("", status_code=202, response_model=VideoCreated, responses=ERROR_RESPONSES)
 async def upload_video(
     request: Request,
-    codec: Literal["intra", "hypernerv"] = "intra",
+    codec: Literal[CODEC_NAMES] = "intra",  # type: ignore[valid-type]  (Literal of the container's codec names)
     quality: int | None = None,
     frames: str | None = None,
     key: KeyRecord = Depends(require_key),
