@@ -11,6 +11,12 @@ image, and the mean over images.
     python -m nvcodec.bench.intra_eval --model intra-small            # shipped weights
     python -m nvcodec.bench.intra_eval --checkpoint ABLATION.ckpt --anchor-checkpoint REF.ckpt --no-jpeg
 
+    python -m nvcodec.bench.intra_eval --model intra-small --split train/configs/intra-v2-diag-intra.yaml
+    python -m nvcodec.bench.intra_eval --model intra-small --split CONFIG --refine-steps 0,100,200 --levels 3
+
+``--split CONFIG`` evaluates on the validation split of a training config: the files its
+``data.exclude`` lists (never trained on), found under ``--images`` (searched recursively).
+``--refine-steps K,...`` adds encode-time refinement rows: bpp, PSNR and encode seconds per K.
 ``--anchor-checkpoint`` adds the BD-rate of the model against another checkpoint (ablations);
 ``--spectrum`` prints the low-frequency energy share of each latent slice (``bench/analysis.py``).
 """
@@ -42,7 +48,10 @@ from nvcodec.io import read_video
 from nvcodec.metrics import psnr_rgb
 from nvcodec.registry import load_codec, weights_fingerprint
 
-__all__ = ["RDPoint", "ImageBDRate", "Timing", "load_checkpoint_model", "intra_points", "jpeg_points", "time_codec", "main"]
+__all__ = [
+    "RDPoint", "ImageBDRate", "Timing", "RefinePoint", "load_checkpoint_model", "validation_files", "intra_points",
+    "refine_points", "jpeg_points", "time_codec", "main",
+]
 
 DEFAULT_IMAGES = "../shared/media"
 JPEG_QUALITIES = tuple(range(5, 100, 5))
@@ -81,6 +90,47 @@ def load_checkpoint_model(path: str | Path) -> IntraCodec:
     model = load_checkpoint(path, codec="intra")
     model.update_entropy_models()
     return model
+
+
+def validation_files(config: str | Path, images: str | Path) -> list[Path]:
+    """The validation split of a training config (its ``data.exclude``), found under ``images``."""
+    import yaml
+
+    names = (yaml.safe_load(Path(config).read_text()).get("data") or {}).get("exclude") or []
+    if not names:
+        raise SystemExit(f"{config} lists no validation files (data.exclude)")
+    found = {p.name: p for p in sorted(Path(images).rglob("*")) if p.name in names}
+    missing = [n for n in names if n not in found]
+    if missing:
+        raise SystemExit(f"validation files not found under {images}: {', '.join(missing)}")
+    return [found[n] for n in names]
+
+
+@dataclass(frozen=True)
+class RefinePoint:
+    image: str
+    quality: int
+    refine_steps: int
+    num_bytes: int
+    bpp: float
+    psnr_rgb: float
+    encode_s: float
+
+
+def refine_points(codec: IntraVideoCodec, name: str, image: np.ndarray, quality: int, steps: list[int]) -> list[RefinePoint]:
+    """Encode ``image`` at ``quality`` with each refinement budget; real bytes, decoded PSNR, encode time."""
+    height, width = image.shape[:2]
+    points = []
+    for k in steps:
+        start = time.perf_counter()
+        encoded = codec.encode(image[None], quality, refine_steps=k)
+        seconds = time.perf_counter() - start
+        decoded = codec.decode_chunk(encoded.params, encoded.chunks[0], height, width)
+        if not np.array_equal(decoded, encoded.reconstruction):
+            raise RuntimeError(f"{name} q{quality} K={k}: decoder output differs from the encoder's reconstruction")
+        num_bytes = stream_bytes(codec, image, encoded)
+        points.append(RefinePoint(name, quality, k, num_bytes, 8.0 * num_bytes / (height * width), psnr_rgb(image, decoded[0]), seconds))
+    return points
 
 
 def intra_points(codec: IntraVideoCodec, name: str, image: np.ndarray) -> list[RDPoint]:
@@ -173,6 +223,9 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--anchor-checkpoint", help="also report BD-rate against this IntraSystem checkpoint")
     parser.add_argument("--spectrum", action="store_true", help="print each slice's low-frequency energy share")
     parser.add_argument("--images", default=DEFAULT_IMAGES, help="folder of .png/.jpg images")
+    parser.add_argument("--split", help="training config whose validation split (data.exclude) to evaluate on")
+    parser.add_argument("--refine-steps", default=None, help="comma-separated K: encode-time refinement rows")
+    parser.add_argument("--levels", default=None, help="comma-separated quality levels for --refine-steps (default: middle)")
     parser.add_argument("--out", default=None, help="folder for rd.json / rd.csv")
     parser.add_argument("--threads", type=int, default=1)
     parser.add_argument("--no-jpeg", action="store_true")
@@ -187,12 +240,35 @@ def main(argv: list[str] | None = None) -> int:
     else:
         codec = load_codec(args.model)
         label = args.model
-    files = sorted(p for p in Path(args.images).iterdir() if p.suffix.lower() in (".png", ".jpg", ".jpeg"))
+    if args.split:
+        files = validation_files(args.split, args.images)
+    else:
+        files = sorted(p for p in Path(args.images).iterdir() if p.suffix.lower() in (".png", ".jpg", ".jpeg"))
     images = {p.stem: read_video(p).frames[0] for p in files}
 
     points: list[RDPoint] = []
     jpeg: list[RDPoint] = []
     print(f"# intra eval of {label} on {len(images)} images ({args.images}), {args.threads} thread(s)")
+    refined: list[RefinePoint] = []
+    if args.refine_steps is not None:
+        steps = [int(k) for k in args.refine_steps.split(",")]
+        levels = [int(q) for q in args.levels.split(",")] if args.levels else [codec.quality_levels // 2]
+        print(f"{'image':32s} {'q':>2s} {'K':>4s} {'bytes':>7s} {'bpp':>7s} {'psnr':>6s} {'enc s':>7s}")
+        for name, image in images.items():
+            for quality in levels:
+                for point in refine_points(codec, name, image, quality, steps):
+                    refined.append(point)
+                    print(f"{name:32s} {quality:2d} {point.refine_steps:4d} {point.num_bytes:7d} {point.bpp:7.4f} {point.psnr_rgb:6.2f} {point.encode_s:7.1f}", flush=True)
+        for quality in levels:
+            for k in steps:
+                rows = [p for p in refined if p.quality == quality and p.refine_steps == k]
+                print(f"MEAN q{quality} K={k:<4d} bpp {np.mean([p.bpp for p in rows]):.4f}  PSNR {np.mean([p.psnr_rgb for p in rows]):.2f} dB  "
+                      f"encode {np.mean([p.encode_s for p in rows]):.1f} s/image")
+        if args.out:
+            out = Path(args.out)
+            out.mkdir(parents=True, exist_ok=True)
+            (out / "refine.json").write_text(json.dumps({"source": label, "points": [asdict(p) for p in refined]}, indent=1))
+        return 0
     print(f"{'image':18s} {'q':>2s} {'bytes':>7s} {'bpp':>7s} {'psnr':>6s}")
     for name, image in images.items():
         intra = intra_points(codec, name, image)
