@@ -7,7 +7,7 @@ format version, quality, clip length, tile size, overlap, refine steps (informat
 params version 2, the tiling:
 
 - version 2 (written now): ``"tiling": "even"``: neighbouring tiles overlap by at least
-  ``overlap`` pixels on every frame size (tile/8 by default; extra tiles where the size needs them),
+  ``overlap`` pixels on every frame size (tile/16 by default; extra tiles where the size needs them),
   spread evenly and cross-faded with raised-cosine windows, so no tile grid shows.
   Optional ``"clip_stride"`` S (default ``clip_len``; a version-2 option, see ``clip_stride``):
   chunk k shows frames ``k*S .. k*S + S - 1`` but codes the whole ``clip_len``-frame window
@@ -93,7 +93,8 @@ class HyperNervVideoCodec(VideoCodec):
     """Clips x tiles -> one hypernetwork pass each -> coded weight tokens; decoding is batched."""
 
     codec_name = "hypernerv"
-    # Minimum tile overlap in pixels ("even" tiling); None = tile_size // 8 (8 on 64-pixel tiles).
+    # Minimum tile overlap in pixels ("even" tiling); None = tile_size // 16 (4 on 64-pixel tiles:
+    # seam ratio 1.00-1.02 at +11-19 % bytes on 640x272 and 320x180, bench/hypernerv_seams.py; 8 cost more, gained nothing).
     overlap: int | None = None
     # "even" (params version 2) or "shift" (writes version-1 streams, whose default overlap is
     # :func:`free_overlap`: kept for benchmarks against the old layout and for compatibility tests).
@@ -132,7 +133,7 @@ class HyperNervVideoCodec(VideoCodec):
         if self.overlap is not None:
             return self.overlap
         tile = self.model.config.tile_size
-        return tile // 8 if self.tiling == "even" else free_overlap(height, width, tile, tile // 8)
+        return tile // 16 if self.tiling == "even" else free_overlap(height, width, tile, tile // 8)
 
     def _params(self, quality: int, refine_steps: int, overlap: int) -> dict[str, JSONValue]:
         cfg = self.model.config

@@ -334,10 +334,13 @@ def test_free_overlap_never_adds_tiles(size, expected):
 
 
 def test_default_overlap_is_recorded_and_decoded(codec, encoded):
-    # tiny model: tile 16, limit 2; a 40x56 frame takes 3x4 tiles with overlap 0 or 2
-    assert codec.overlap is None and encoded.params["overlap"] == 2 and encoded.stats["num_tiles"] == 12
+    # tiny model: tile 16, default minimum overlap 16 // 16 = 1; a 40x56 frame takes 3x4 tiles
+    assert codec.overlap is None and encoded.params["overlap"] == 1 and encoded.stats["num_tiles"] == 12
+    assert codec.grid_for(encoded.params, 40, 56).min_overlap >= 1
     fixed = HyperNervVideoCodec(codec.model, "hypernerv-tiny", overlap=0)
     assert fixed.overlap_for(40, 56) == 0
+    legacy = HyperNervVideoCodec(codec.model, "hypernerv-tiny", tiling="shift")  # version 1: the free overlap
+    assert legacy.overlap_for(40, 56) == 2
 
 
 @pytest.mark.parametrize("size", [(144, 176), (180, 320), (272, 640), (70, 64), (122, 200), (40, 56)])
