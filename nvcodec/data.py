@@ -22,6 +22,7 @@ Decoded frames equal ``nvcodec.decode`` / ``nvcodec decode`` of the same frames 
 
 from __future__ import annotations
 
+import bisect
 import os
 from collections.abc import Iterable, Sequence
 from pathlib import Path
@@ -104,9 +105,10 @@ class NvcVideo:
         return [] if self._reader is None else list(self._reader.chunks_read)
 
     def chunk_of(self, index: int) -> int:
-        """The chunk that holds frame ``index``."""
-        chunks = self.header.chunks_for(index, index + 1)
-        return chunks[0]
+        """The chunk that holds frame ``index`` (the chunk table tiles the frames in order)."""
+        if "_starts" not in self.__dict__:
+            self._starts = [c.frame_start for c in self.header.chunks]
+        return bisect.bisect_right(self._starts, index) - 1
 
     def check_indices(self, indices: Iterable[int]) -> list[int]:
         """``indices`` as a list of ints in ``0 .. len - 1``, else ``InputError`` naming the bad one."""
@@ -139,7 +141,8 @@ def decode_frames(requests: Sequence[tuple[NvcVideo, Sequence[int]]]) -> list[to
     needed: dict[tuple[int, int], tuple[NvcVideo, int]] = {}  # (id(video), chunk) -> (video, chunk)
     for video, indices in checked:
         for index in indices:
-            needed.setdefault((id(video), video.chunk_of(index)), (video, video.chunk_of(index)))
+            chunk = video.chunk_of(index)
+            needed.setdefault((id(video), chunk), (video, chunk))
     by_codec: dict[int, tuple[Any, list[tuple[int, int]]]] = {}
     for key, (video, _) in needed.items():
         codec = _codec_for(video.header, video.device)
@@ -161,7 +164,8 @@ def decode_frames(requests: Sequence[tuple[NvcVideo, Sequence[int]]]) -> list[to
             decoded[key] = api.check_decoded(block, video.header, chunk_index)
     out = []
     for video, indices in checked:
-        frames = [decoded[(id(video), video.chunk_of(i))][i - video.header.chunks[video.chunk_of(i)].frame_start] for i in indices]
+        starts = video.header.chunks
+        frames = [decoded[(id(video), k)][i - starts[k].frame_start] for i in indices for k in [video.chunk_of(i)]]
         height, width = video.header.height, video.header.width
         array = np.stack(frames) if frames else np.zeros((0, height, width, 3), np.uint8)
         out.append(torch.from_numpy(array).permute(0, 3, 1, 2).contiguous())  # (N, 3, H, W)
