@@ -27,6 +27,7 @@ class EncodePool:
         self._lock = threading.Lock()
         self._reserved = 0  # uploads in progress that hold a slot
         self._active: dict[str, EncodeJob] = {}  # submitted, not finished
+        self._resubmitted: set[str] = set()  # jobs already moved to a fresh pool once
         self._executor = self._new_executor()
         self._closed = False
 
@@ -100,7 +101,8 @@ class EncodePool:
                 self._executor = self._new_executor()
             replacement = self._executor
         record = self.catalogue.video(job.video_id)
-        if record is not None and record.status == "queued":
+        if record is not None and record.status == "queued" and job.video_id not in self._resubmitted:
+            self._resubmitted.add(job.video_id)  # once: a job whose worker keeps dying is failed
             self._submit_to(replacement, job)
             return
         self._fail(job, "the encode worker process died (killed or out of memory)")

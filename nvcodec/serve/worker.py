@@ -86,8 +86,8 @@ def load_models(models: tuple[str, ...]) -> None:
     for name in models:
         try:
             registry.load_codec(name, "cpu", allow_untrained=not registry.get_spec(name).weights_file)
-        except NvcodecError:
-            continue  # missing weights: the jobs that need this model fail with the reason
+        except Exception:  # noqa: BLE001 - a failed warm-up must not break the pool: the jobs report the reason
+            continue
 
 
 def run_encode(job: EncodeJob) -> str:
