@@ -12,17 +12,15 @@ the span (max - min) of each.
 
 from __future__ import annotations
 
-import argparse
 import json
-from pathlib import Path
 
 import numpy as np
 
 from nvcodec import metrics
-from nvcodec.bench.hypernerv_seams import load, start_report, stream_bytes
+from nvcodec.bench.hypernerv_seams import common_parser, load, start_report, stream_bytes
 from nvcodec.hypernerv.video import HyperNervVideoCodec
 
-DEFAULT_INPUTS = ("../shared/media/carphone_pristine.mp4,1,", "nvcodec/media/demo.mp4,1,")
+DEFAULT_INPUTS = ("../shared/media/carphone_pristine.mp4,1,", "nvcodec/media/demo.mp4,1,", "../shared/media/bigbuckbunny.mp4,2,640x272")
 
 
 def by_position(values: list[float], period: int) -> list[float]:
@@ -53,12 +51,7 @@ def measure(codec: HyperNervVideoCodec, frames: np.ndarray, quality: int) -> dic
 
 
 def main(argv: list[str] | None = None) -> int:
-    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
-    parser.add_argument("output", type=Path)
-    parser.add_argument("--input", action="append", help="PATH,SCALE,WxH (repeatable); default: carphone 176x144, demo 320x180")
-    parser.add_argument("--frames", type=int, default=24)
-    parser.add_argument("--model", default="hypernerv-small")
-    parser.add_argument("--quality", type=int, default=2)
+    parser = common_parser(__doc__, "carphone 176x144, demo 320x180, bbb 640x272", 24)
     parser.add_argument("--strides", default="8,6,4")
     args = parser.parse_args(argv)
     base, report = start_report("hypernerv_pulsing", argv, args.model, args.quality)

@@ -156,14 +156,20 @@ def measure(codec: HyperNervVideoCodec, name: str, frames: np.ndarray, quality: 
     }
 
 
-def main(argv: list[str] | None = None) -> int:
-    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+def common_parser(doc: str, default_inputs: str, frames: int) -> argparse.ArgumentParser:
+    """OUTPUT, --input (repeatable ``PATH,SCALE,WxH``), --frames, --model, --quality."""
+    parser = argparse.ArgumentParser(description=doc.split("\n\n")[0])
     parser.add_argument("output", type=Path)
-    parser.add_argument("--input", action="append", help="PATH,SCALE,WxH (repeatable); default: bbb 640x272, demo 320x180, carphone 176x144")
-    parser.add_argument("--frames", type=int, default=16)
+    parser.add_argument("--input", action="append", help=f"PATH,SCALE,WxH (repeatable); default: {default_inputs}")
+    parser.add_argument("--frames", type=int, default=frames)
     parser.add_argument("--model", default="hypernerv-small")
     parser.add_argument("--quality", type=int, default=2)
-    parser.add_argument("--overlaps", default="4,8", help="minimum overlaps of the even tiling to measure")
+    return parser
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = common_parser(__doc__, "bbb 640x272, demo 320x180, carphone 176x144", 16)
+    parser.add_argument("--overlaps", default="4,8,16", help="minimum overlaps of the even tiling to measure")
     parser.add_argument("--png-dir", type=Path, default=None)
     args = parser.parse_args(argv)
     base, report = start_report("hypernerv_seams", argv, args.model, args.quality)
