@@ -722,7 +722,7 @@ class VideoWriter:
         self.count = 0
         self._container = None
         self._stream = None
-        self._pix_fmt = "rgb24"
+        self._y4m = None
         if kind == "dir":
             self.path.mkdir(parents=False, exist_ok=False)
         elif kind in ("mkv", "mp4", "y4m"):
@@ -733,10 +733,10 @@ class VideoWriter:
                 self._stream = self._container.add_stream("ffv1", rate=fps)
                 self._stream.pix_fmt = "bgr0"
             elif kind == "y4m":
-                # FFmpeg calls 16-bit Y4M "not official" (mjpegtools can't read it) and wants strict -1.
-                self._container = av.open(str(self.path), mode="w", format="yuv4mpegpipe", container_options={"strict": "-1"})
-                self._stream = self._container.add_stream("rawvideo", rate=fps)
-                self._stream.pix_fmt = self._pix_fmt = Y4M_PIX_FMT
+                # Written here, not by FFmpeg's muxer: see _y4m_planes. (FFmpeg calls 16-bit Y4M "not
+                # official" and reads it back with its yuv4mpegpipe demuxer; mjpegtools can't read it.)
+                self._y4m = open(self.path, "wb")
+                self._y4m.write(f"YUV4MPEG2 W{width} H{height} F{fps.numerator}:{fps.denominator} Ip A0:0 C444p16 XYSCSS=444P16\n".encode())
             else:
                 self._container = av.open(str(self.path), mode="w", format="mp4")
                 self._stream = self._container.add_stream("libx264", rate=fps)
@@ -744,7 +744,8 @@ class VideoWriter:
                 self._stream.options = {"crf": "16", "preset": "medium"}
                 # yuv420p needs even sizes: pad with the edge, players crop via the stream size.
                 width, height = width + width % 2, height + height % 2
-            self._stream.width, self._stream.height = width, height
+            if kind != "y4m":
+                self._stream.width, self._stream.height = width, height
 
     def write(self, frames: np.ndarray) -> None:
         """frames: (n, H, W, 3) uint8."""
@@ -757,17 +758,21 @@ class VideoWriter:
                 _save_png(frame, self.path)
             elif self.kind == "dir":
                 _save_png(frame, self.path / f"frame_{self.count:06d}.png")
+            elif self.kind == "y4m":
+                self._y4m.write(b"FRAME\n")
+                for plane in _y4m_planes(frame):
+                    self._y4m.write(plane.astype("<u2").tobytes())
             else:
                 if self.kind == "mp4" and (frame.shape[0] % 2 or frame.shape[1] % 2):
                     frame = np.pad(frame, ((0, frame.shape[0] % 2), (0, frame.shape[1] % 2), (0, 0)), mode="edge")
                 video_frame = av.VideoFrame.from_ndarray(np.ascontiguousarray(frame), format="rgb24")
-                if self._pix_fmt != "rgb24":
-                    video_frame = video_frame.reformat(format=self._pix_fmt)
                 for packet in self._stream.encode(video_frame):
                     self._container.mux(packet)
             self.count += 1
 
     def close(self) -> None:
+        if self.kind == "y4m" and not self._y4m.closed:
+            self._y4m.close()
         if self._container is not None:
             for packet in self._stream.encode():
                 self._container.mux(packet)
@@ -779,6 +784,25 @@ class VideoWriter:
 
     def __exit__(self, *exc) -> None:
         self.close()
+
+
+def _y4m_planes(frame: np.ndarray) -> list[np.ndarray]:
+    """(H, W, 3) uint8 RGB -> Y, U, V planes (H, W) uint16 of 16-bit 4:4:4 (``Y4M_PIX_FMT``).
+
+    libswscale converts an RGB frame whose width is not a multiple of its SIMD block with a result
+    that varied from call to call (it reads the frame's uninitialised row padding: measured 4
+    different outputs in 15 identical conversions of a 40-pixel-wide frame, most of them not
+    exact after the round trip). Padding the row with copies of its last pixel to a multiple of 64
+    (plus 64) and cropping gives one result, exact after FFmpeg's own read-back for every width
+    tried (1, 40, 64, 175) and for all 2^24 colours.
+    """
+    import av
+
+    height, width = frame.shape[:2]
+    padded_width = -(-width // 64) * 64 + 64
+    padded = np.pad(frame, ((0, 0), (0, padded_width - width), (0, 0)), mode="edge")
+    converted = av.VideoFrame.from_ndarray(padded, format="rgb24").reformat(format=Y4M_PIX_FMT)
+    return [np.frombuffer(bytes(p), np.uint16).reshape(height, -1)[:, :width] for p in converted.planes]
 
 
 def _save_png(frame: np.ndarray, path: Path) -> None:
