@@ -18,7 +18,6 @@ the encoder's reconstruction exactly whatever ``torch.get_num_threads()`` the ca
 
 from __future__ import annotations
 
-import contextlib
 import struct
 from collections.abc import Iterator, Mapping
 
@@ -28,9 +27,9 @@ import torch
 from nvcodec.codec.model import IntraCodec, IntraCompressed
 from nvcodec.errors import BitstreamError, InputError, NvcodecError
 from nvcodec.geometry import frames_to_tensor, tensor_to_frames
-from nvcodec.interface import MAX_SIDE, ChunkData, EncodedVideo, JSONValue, ProgressFn, VideoCodec
+from nvcodec.interface import MAX_SIDE, ChunkData, EncodedVideo, JSONValue, ProgressFn, VideoCodec, single_thread
 
-__all__ = ["IntraVideoCodec", "CHUNK_VERSION", "pack_chunk", "unpack_chunk", "single_thread"]
+__all__ = ["IntraVideoCodec", "CHUNK_VERSION", "pack_chunk", "unpack_chunk"]
 
 CHUNK_VERSION = 1
 _HEADER = struct.Struct("<BBHIIHH")
@@ -59,17 +58,6 @@ def unpack_chunk(payload: bytes, quality: int, height: int, width: int, latent_h
     if (lh, lw) != tuple(latent_hw):
         raise BitstreamError(f"intra chunk latent size {lh}x{lw}, expected {latent_hw[0]}x{latent_hw[1]}")
     return IntraCompressed.from_bytes(payload[_HEADER.size :], quality, (h, w), (lh, lw))
-
-
-@contextlib.contextmanager
-def single_thread() -> Iterator[None]:
-    """Run the enclosed torch code with one intra-op thread, restoring the caller's count after."""
-    previous = torch.get_num_threads()
-    torch.set_num_threads(1)
-    try:
-        yield
-    finally:
-        torch.set_num_threads(previous)
 
 
 class IntraVideoCodec(VideoCodec):

@@ -39,7 +39,7 @@ from torch import Tensor
 from nvcodec.entropy.rans import pack_strings, unpack_strings
 from nvcodec.errors import BitstreamError, InputError
 from nvcodec.geometry import TILINGS, TileGrid, frames_to_tensor, tensor_to_frames
-from nvcodec.interface import MAX_SIDE, ChunkData, EncodedVideo, JSONValue, ProgressFn, VideoCodec
+from nvcodec.interface import MAX_SIDE, ChunkData, EncodedVideo, JSONValue, ProgressFn, VideoCodec, single_thread
 
 from .model import CompressedClip, HyperNerv
 
@@ -295,7 +295,8 @@ class HyperNervVideoCodec(VideoCodec):
     def decode_chunk(self, params: Mapping[str, JSONValue], chunk: ChunkData, height: int, width: int) -> np.ndarray:
         """One chunk -> (chunk.num_frames, height, width, 3) uint8; inconsistencies -> ``BitstreamError``."""
         grid, compressed = self._parse_chunk(params, chunk, height, width)
-        return self._to_uint8(grid, self._decode_tiles(compressed, self._margin(self._stride_of(params))))
+        with single_thread():  # bit-exact whatever the caller's thread count (nvcodec.interface)
+            return self._to_uint8(grid, self._decode_tiles(compressed, self._margin(self._stride_of(params))))
 
     def decode_chunks(self, items: Sequence[tuple[Mapping[str, JSONValue], ChunkData, int, int]]) -> list[np.ndarray]:
         """Several chunks, of one or several streams of this model -> their frames, as ``decode_chunk`` gives them.
@@ -304,6 +305,10 @@ class HyperNervVideoCodec(VideoCodec):
         the tiles of many clips (of many videos) go through one token decode and one grouped-conv
         decoder pass per ``tiles_per_batch`` tiles.
         """
+        with single_thread():
+            return self._decode_chunks(items)
+
+    def _decode_chunks(self, items: Sequence[tuple[Mapping[str, JSONValue], ChunkData, int, int]]) -> list[np.ndarray]:
         parsed = [self._parse_chunk(*item) for item in items]
         groups: dict[tuple[int, int, int], list[int]] = {}
         for i, (_, compressed) in enumerate(parsed):

@@ -6,14 +6,35 @@ frame range and decodes on its own), and turns one chunk back into frames. It ne
 
 from __future__ import annotations
 
+import contextlib
 from abc import ABC, abstractmethod
-from collections.abc import Callable, Mapping, Sequence
+from collections.abc import Callable, Iterator, Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any, ClassVar
 
 import numpy as np
 
-__all__ = ["ChunkData", "EncodedVideo", "VideoCodec", "ProgressFn", "JSONValue", "MAX_SIDE", "MAX_FRAMES"]
+
+@contextlib.contextmanager
+def single_thread() -> Iterator[None]:
+    """Run the enclosed torch code with one intra-op thread, restoring the caller's count after.
+
+    Every codec decodes (and builds its encoder-side reconstruction) inside this: CPU kernels split
+    their work differently with more threads and the float results change in the last bits
+    (intra-small: 3.6e-7 in the hyper-synthesis output, enough to flip a 1/64 mean rounding;
+    hypernerv-small: uint8 pixels off by 1 between 1 and 2 threads), so with one thread the decoder
+    reproduces the encoder's reconstruction exactly whatever ``torch.get_num_threads()`` the caller uses.
+    """
+    import torch
+
+    previous = torch.get_num_threads()
+    torch.set_num_threads(1)
+    try:
+        yield
+    finally:
+        torch.set_num_threads(previous)
+
+__all__ = ["ChunkData", "EncodedVideo", "VideoCodec", "ProgressFn", "JSONValue", "MAX_SIDE", "MAX_FRAMES", "single_thread"]
 
 JSONValue = Any  # int | float | str | bool | None | list | dict, JSON-serialisable
 

@@ -398,3 +398,22 @@ def test_clip_stride_windows_decode_chunk_by_chunk(model, clip_frames):
             codec.decode_chunk({**encoded.params, "clip_stride": value}, encoded.chunks[0], 40, 56)
     with pytest.raises(InputError, match="clip_stride"):
         HyperNervVideoCodec(model, "hypernerv-tiny", clip_stride=9)
+
+
+def test_shipped_hypernerv_decodes_the_same_with_one_or_two_threads(media: Path) -> None:
+    # hypernerv-small's grouped convs gave uint8 pixels off by 1 between 1 and 2 intra-op threads
+    # (the served frame then differed from nvcodec.decode); decoding now runs single-threaded.
+    import nvcodec
+    from nvcodec import io
+
+    clip = io.read_video(media / "carphone_pristine.mp4", 0, 8).frames  # 176x144: 9 tiles
+    data = nvcodec.encode(clip, codec="hypernerv", quality=1)
+    previous = torch.get_num_threads()
+    try:
+        torch.set_num_threads(2)
+        two = nvcodec.decode(data)
+        torch.set_num_threads(1)
+        one = nvcodec.decode(data)
+    finally:
+        torch.set_num_threads(previous)
+    assert np.array_equal(one, two)
