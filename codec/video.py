@@ -19,7 +19,7 @@ the encoder's reconstruction exactly whatever ``torch.get_num_threads()`` the ca
 from __future__ import annotations
 
 import struct
-from collections.abc import Iterator, Mapping
+from collections.abc import Mapping
 
 import numpy as np
 import torch
