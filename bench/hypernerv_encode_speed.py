@@ -32,7 +32,7 @@ import torch
 import nvcodec
 from nvcodec import io, metrics, registry
 from nvcodec.bench.baseline import fit_per_video_nerv
-from nvcodec.hypernerv.model import CompressedClip
+from nvcodec.hypernerv.model import REFINE_LR, CompressedClip
 
 DEFAULT_VIDEO = "../shared/media/carphone_pristine.mp4"
 
@@ -129,19 +129,20 @@ def decode_parallelism(frames: np.ndarray, codec, quality: int, repeats: int = 2
     num_frames, height, width, _ = frames.shape
     encoded = codec.encode(frames, quality)
     clip_len = model.config.clip_len
-    grid = codec.grid_for(encoded.params, height, width)
+    stream = codec.parse_params(encoded.params, height, width)
+    grid = stream.grid
 
     def batched() -> None:
         for chunk in encoded.chunks:
-            codec.decode_chunk(encoded.params, chunk, height, width)
+            codec.decode_chunk(stream, chunk, height, width)
 
     def weights_of(chunk) -> tuple[dict, int]:
         from nvcodec.hypernerv.video import unpack_payload
 
-        clip = unpack_payload(chunk.payload, model.num_weight_tokens, model.config.hypernet.code_channels)
-        levels = torch.full((len(clip.strings),), clip.level, dtype=torch.long)
+        clip = unpack_payload(chunk.payload, stream, chunk.num_frames, model.num_weight_tokens, model.config.hypernet.code_channels)
+        qualities = torch.full((len(clip.strings),), clip.quality, dtype=torch.long)
         with torch.no_grad():
-            codes = model.token_coder.decompress(clip.strings) / model.gains(levels)
+            codes = model.token_coder.decompress(clip.strings) / model.gains(qualities)
             return model.decoder.fused_weights(model.token_decoder(codes)), clip.num_frames
 
     def per_frame() -> None:
@@ -179,7 +180,7 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--baseline-budget", type=float, default=1200.0, help="max seconds of baseline training")
     parser.add_argument("--frames", type=int, default=None, help="use only the first N frames")
     parser.add_argument("--threads", type=int, default=None)
-    parser.add_argument("--refine-lr", type=float, default=0.05)
+    parser.add_argument("--refine-lr", type=float, default=REFINE_LR)
     parser.add_argument("--speed-frames", type=int, default=24, help="first N frames for the refine/baseline table (0 = all)")
     parser.add_argument("--skip-baseline", action="store_true")
     args = parser.parse_args(argv)

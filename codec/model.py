@@ -39,6 +39,7 @@ from nvcodec.geometry import crop_to, pad_to_multiple
 __all__ = ["IntraConfig", "IntraCodec", "RDOutput", "IntraCompressed", "IntraEncoded"]
 
 DEFAULT_LAMBDAS = (0.0018, 0.0035, 0.0067, 0.013, 0.025, 0.0483)
+REFINE_LR = 3e-2  # Adam step size of encode-time latent refinement (``IntraCodec.encode``), the one default
 
 
 @dataclass(frozen=True)
@@ -262,7 +263,7 @@ class IntraCodec(nn.Module):
         return super().load_state_dict(state_dict, strict=strict, assign=assign)
 
     # -- coding ----------------------------------------------------------------------------------
-    def encode(self, x: Tensor, quality: int, refine_steps: int = 0, refine_lr: float = 3e-2) -> IntraEncoded:
+    def encode(self, x: Tensor, quality: int, refine_steps: int = 0, refine_lr: float = REFINE_LR) -> IntraEncoded:
         """x: (1, 3, H, W) in [0, 1], any H, W >= 1. Returns the stream and the decoder's reconstruction.
 
         ``refine_steps`` > 0 optimises the gained latent y for the image before coding (encode-time
@@ -305,7 +306,7 @@ class IntraCodec(nn.Module):
         pixels = x.shape[-2] * x.shape[-1]
         return self.config.lambdas[quality] * 255.0**2 * mse + 8.0 * encoded.compressed.num_bytes / pixels
 
-    def refine_latent(self, padded: Tensor, y: Tensor, quality: int, steps: int, lr: float = 3e-2) -> Tensor:
+    def refine_latent(self, padded: Tensor, y: Tensor, quality: int, steps: int, lr: float = REFINE_LR) -> Tensor:
         """Encode-time refinement: ``steps`` of Adam on the gained latent y (1, M, h, w) against the
         training objective for this image (``padded``: (1, 3, H, W), a multiple of ``pad_multiple``).
 

@@ -16,7 +16,7 @@ from torch import nn
 
 from nvcodec.errors import BitstreamError, EntropyModelNotReadyError
 
-__all__ = ["require_ready", "pack_strings", "unpack_strings"]
+__all__ = ["require_ready", "split_aux_parameters", "pack_strings", "unpack_strings"]
 
 _U32 = struct.Struct("<I")
 
@@ -33,6 +33,15 @@ def require_ready(model: nn.Module, name: str) -> None:
                 f"entropy model {name!r} has an empty {buffer_name} table: call update_entropy_models() "
                 "(compressai update()) before compress/decompress"
             )
+
+
+def split_aux_parameters(model: nn.Module) -> tuple[list[nn.Parameter], list[nn.Parameter]]:
+    """``(net, aux)`` parameters of ``model``: ``aux`` are the compressai ``EntropyBottleneck``
+    quantiles (parameters named ``*.quantiles``), trained by their own optimiser on ``aux_loss``."""
+    net, aux = [], []
+    for name, parameter in model.named_parameters():
+        (aux if name.endswith(".quantiles") else net).append(parameter)
+    return net, aux
 
 
 def pack_strings(strings: Sequence[bytes]) -> bytes:

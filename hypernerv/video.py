@@ -17,13 +17,22 @@ params version 2, the tiling:
 - version 1 (still decoded): the ``"shift"`` layout, linear ramps over ``overlap`` pixels (the old
   default picked as much overlap, up to tile/8, as cost no extra tile: 0 on many sizes).
 
-Chunk payload, little-endian, version 1::
+The params are parsed and checked once per stream into a ``HyperNervParams`` record (quality,
+tiling, stride and the tile grid of the frame size).
+
+Chunk payload, little-endian. Version 2 (written now) carries only what changes per chunk; the
+quality level, the frame count (the chunk table's) and the tile count (the grid's) are the stream's::
+
+    u8 version (= 2) | num_tiles x (u32 length | rANS string)
+
+Version 1 (still decoded) repeated the per-stream fields in every chunk::
 
     u8 version | u8 quality level | u16 num_frames | u16 num_tiles | u16 num_tokens | u16 code_channels
     num_tiles x (u32 length | rANS string)     (``entropy.rans.pack_strings``; must end at the payload end)
 
-Every field is checked against the params, the frame size and the model before anything is
-decoded; any inconsistency raises ``BitstreamError``. The encoder builds its reconstruction by
+A payload version this build does not know raises ``UnsupportedVersionError``. Every field is
+checked against the params, the frame size and the model before anything is decoded; any
+inconsistency raises ``BitstreamError``. The encoder builds its reconstruction by
 decoding its own payload bytes with the same code path as ``decode_chunk``, so both are identical.
 """
 
@@ -31,53 +40,82 @@ from __future__ import annotations
 
 import struct
 from collections.abc import Iterator, Mapping, Sequence
+from dataclasses import dataclass
+from typing import cast
 
 import numpy as np
 import torch
 from torch import Tensor
 
 from nvcodec.entropy.rans import pack_strings, unpack_strings
-from nvcodec.errors import BitstreamError, InputError
+from nvcodec.errors import BitstreamError, InputError, UnsupportedVersionError
 from nvcodec.geometry import TILINGS, TileGrid, frames_to_tensor, tensor_to_frames
-from nvcodec.interface import MAX_SIDE, ChunkData, EncodedVideo, JSONValue, ProgressFn, VideoCodec, single_thread
+from nvcodec.interface import MAX_SIDE, ChunkData, EncodedVideo, JSONValue, ProgressFn, StreamParams, VideoCodec, single_thread
 
-from .model import CompressedClip, HyperNerv
+from .model import REFINE_LR, CompressedClip, HyperNerv
 
-__all__ = ["HyperNervVideoCodec", "PAYLOAD_VERSION", "free_overlap", "pack_payload", "unpack_payload"]
+__all__ = ["HyperNervVideoCodec", "HyperNervParams", "PAYLOAD_VERSION", "free_overlap", "pack_payload", "unpack_payload"]
 
-PAYLOAD_VERSION = 1
+PAYLOAD_VERSION = 2  # written; 1 is still decoded
 PARAMS_VERSION = 2  # 1: "shift" tiling (decoded, no longer written); 2: adds "tiling"
-_HEAD = struct.Struct("<BBHHHH")
+_HEAD_V1 = struct.Struct("<BBHHHH")
 MAX_STRING_BYTES = 1 << 20  # per tile: far above any real token string (hundreds of bytes)
 MAX_TILES = 1 << 16
 MAX_REFINE_STEPS = 100_000
 
 
-def pack_payload(compressed: CompressedClip, num_tokens: int, code_channels: int) -> bytes:
-    """One clip's coded tiles -> chunk payload bytes (see module docstring)."""
-    head = _HEAD.pack(PAYLOAD_VERSION, compressed.level, compressed.num_frames, len(compressed.strings), num_tokens, code_channels)
-    return head + pack_strings(compressed.strings)
+@dataclass(frozen=True)
+class HyperNervParams(StreamParams):
+    """A hypernerv stream's checked header: quality, tiling, the frames per chunk (``stride``), the
+    first shown frame of a chunk's coded window (``margin``) and the tile grid of the frame size."""
+
+    version: int
+    quality: int
+    overlap: int
+    tiling: str
+    stride: int
+    margin: int
+    grid: TileGrid
 
 
-def unpack_payload(payload: bytes, num_tokens: int, code_channels: int) -> CompressedClip:
-    """Chunk payload -> ``CompressedClip``; structural damage raises ``BitstreamError``."""
-    if len(payload) < _HEAD.size:
-        raise BitstreamError(f"hypernerv chunk payload of {len(payload)} bytes is shorter than its {_HEAD.size}-byte header")
-    version, level, num_frames, num_tiles, tokens, channels = _HEAD.unpack_from(payload, 0)
+def pack_payload(compressed: CompressedClip, num_tokens: int, code_channels: int, version: int = PAYLOAD_VERSION) -> bytes:
+    """One clip's coded tiles -> chunk payload bytes (see module docstring); ``version=1``: the old layout (tests)."""
+    if version == 1:
+        head = _HEAD_V1.pack(1, compressed.quality, compressed.num_frames, len(compressed.strings), num_tokens, code_channels)
+        return head + pack_strings(compressed.strings)
     if version != PAYLOAD_VERSION:
-        raise BitstreamError(f"hypernerv chunk payload version {version}, this build reads {PAYLOAD_VERSION}")
-    if (tokens, channels) != (num_tokens, code_channels):
-        raise BitstreamError(f"chunk codes {tokens}x{channels} weight tokens, the model has {num_tokens}x{code_channels}")
-    if num_tiles == 0 or num_frames == 0:
-        raise BitstreamError(f"chunk has {num_tiles} tiles and {num_frames} frames; both must be positive")
-    if len(payload) < _HEAD.size + 4 * num_tiles:
+        raise ValueError(f"hypernerv payload version {version} cannot be written (this build writes 1 or {PAYLOAD_VERSION})")
+    return bytes([PAYLOAD_VERSION]) + pack_strings(compressed.strings)
+
+
+def unpack_payload(payload: bytes, stream: HyperNervParams, num_frames: int, num_tokens: int, code_channels: int) -> CompressedClip:
+    """Chunk payload of ``num_frames`` frames -> ``CompressedClip``; structural damage raises ``BitstreamError``."""
+    if not payload:
+        raise BitstreamError("hypernerv chunk payload is empty")
+    version, num_tiles, offset = payload[0], stream.grid.num_tiles, 1
+    if version == 1:
+        if len(payload) < _HEAD_V1.size:
+            raise BitstreamError(f"hypernerv chunk payload of {len(payload)} bytes is shorter than its {_HEAD_V1.size}-byte header")
+        _, quality, frames, tiles, tokens, channels = _HEAD_V1.unpack_from(payload, 0)
+        if (tokens, channels) != (num_tokens, code_channels):
+            raise BitstreamError(f"chunk codes {tokens}x{channels} weight tokens, the model has {num_tokens}x{code_channels}")
+        if frames != num_frames:
+            raise BitstreamError(f"chunk payload codes {frames} frames, the chunk table says {num_frames}")
+        if quality != stream.quality:
+            raise BitstreamError(f"chunk payload uses quality {quality}, the header says {stream.quality}")
+        if tiles != num_tiles:
+            raise BitstreamError(f"chunk payload has {tiles} tiles, a {stream.width}x{stream.height} frame has {num_tiles}")
+        offset = _HEAD_V1.size
+    elif version != PAYLOAD_VERSION:
+        raise UnsupportedVersionError(f"hypernerv chunk payload version {version}, this build reads 1 and {PAYLOAD_VERSION}")
+    if len(payload) < offset + 4 * num_tiles:
         raise BitstreamError(f"chunk payload of {len(payload)} bytes is too short for {num_tiles} tile strings")
-    strings, end = unpack_strings(payload, num_tiles, _HEAD.size)
+    strings, end = unpack_strings(payload, num_tiles, offset)
     if end != len(payload):
         raise BitstreamError(f"chunk payload is {len(payload)} bytes, its strings end at byte {end}")
     if any(not 0 < len(string) <= MAX_STRING_BYTES for string in strings):
         raise BitstreamError(f"a tile string is empty or longer than {MAX_STRING_BYTES} bytes")
-    return CompressedClip(strings, level, num_frames)
+    return CompressedClip(strings, stream.quality, num_frames)
 
 
 def free_overlap(height: int, width: int, tile: int, limit: int) -> int:
@@ -93,6 +131,7 @@ class HyperNervVideoCodec(VideoCodec):
     """Clips x tiles -> one hypernetwork pass each -> coded weight tokens; decoding is batched."""
 
     codec_name = "hypernerv"
+    params_type = HyperNervParams
     # Minimum tile overlap in pixels ("even" tiling); None = tile_size // 16 (4 on 64-pixel tiles:
     # seam ratio 1.00-1.02 at +11-19 % bytes on 640x272 and 320x180, bench/hypernerv_seams.py; 8 cost more, gained nothing).
     overlap: int | None = None
@@ -103,7 +142,7 @@ class HyperNervVideoCodec(VideoCodec):
     # only the middle ``clip_stride`` frames show (no clip-edge quality dip, ~clip_len/stride x rate).
     clip_stride: int | None = None
     tiles_per_batch: int = 64  # tiles decoded in one grouped-conv pass (bounds memory on big frames)
-    refine_lr: float = 0.05  # Adam step size of the optional code refinement (0.01/0.03/0.1 gave +0.9/+2.3/+4.1 dB at 20 steps)
+    refine_lr: float = REFINE_LR  # Adam step size of the optional code refinement (hypernerv.model.REFINE_LR)
 
     def __init__(
         self, model: HyperNerv, model_name: str, device: str = "cpu", overlap: int | None = None, tiling: str | None = None,
@@ -162,8 +201,8 @@ class HyperNervVideoCodec(VideoCodec):
         """First shown frame of a chunk's coded window: the window is centred on the chunk's frames."""
         return (self.model.config.clip_len - stride) // 2
 
-    def _check_params(self, params: Mapping[str, JSONValue]) -> tuple[int, int, int, str]:
-        """-> (quality, clip_len, overlap, tiling), or ``BitstreamError`` naming the bad field."""
+    def parse_params(self, params: Mapping[str, JSONValue], height: int, width: int) -> HyperNervParams:
+        """Header params + frame size -> ``HyperNervParams``, or ``BitstreamError`` naming the bad field."""
         cfg = self.model.config
 
         def integer(key: str, low: int, high: int) -> int:
@@ -172,6 +211,9 @@ class HyperNervVideoCodec(VideoCodec):
                 raise BitstreamError(f"hypernerv header field {key!r} = {value!r}, expected an integer in {low}..{high}")
             return value
 
+        version = params.get("version")
+        if isinstance(version, int) and not isinstance(version, bool) and version > PARAMS_VERSION:
+            raise UnsupportedVersionError(f"hypernerv params version {version} unsupported (this build reads 1..{PARAMS_VERSION})")
         version = integer("version", 1, PARAMS_VERSION)
         quality = integer("quality", 0, self.quality_levels - 1)
         clip_len = integer("clip_len", cfg.clip_len, cfg.clip_len)
@@ -183,13 +225,13 @@ class HyperNervVideoCodec(VideoCodec):
             raise BitstreamError(f"hypernerv header field 'tiling' = {tiling!r} does not match params version {version}")
         if version == 1 and "clip_stride" in params:
             raise BitstreamError("hypernerv header field 'clip_stride' needs params version 2")
-        if "clip_stride" in params:
-            integer("clip_stride", 1, clip_len)
-        return quality, clip_len, overlap, tiling
-
-    def _stride_of(self, params: Mapping[str, JSONValue]) -> int:
-        """Frames per chunk of a stream with (checked) ``params``."""
-        return int(params.get("clip_stride", self.model.config.clip_len))
+        stride = integer("clip_stride", 1, clip_len) if "clip_stride" in params else clip_len
+        if not (isinstance(height, int) and isinstance(width, int) and 1 <= height <= MAX_SIDE and 1 <= width <= MAX_SIDE):
+            raise BitstreamError(f"frame size {width}x{height} out of range")
+        grid = self._grid(height, width, overlap, tiling)
+        if grid.num_tiles > MAX_TILES:
+            raise BitstreamError(f"frame size {width}x{height} needs {grid.num_tiles} tiles, more than {MAX_TILES}")
+        return HyperNervParams(height, width, version, quality, overlap, tiling, stride, self._margin(stride), grid)
 
     # ----------------------------------------------------------------- encode
     def _check_encode_args(self, frames: np.ndarray, quality: int, refine_steps: int) -> int:
@@ -244,12 +286,13 @@ class HyperNervVideoCodec(VideoCodec):
         overlap = self.overlap_for(height, width)
         grid = self._grid(height, width, overlap, self.tiling)
         params = self._params(quality, refine_steps, overlap)
+        stream = self.parse_params(params, height, width)
         chunks, reconstructions = [], []
         token_bytes = 0
         for chunk, compressed in self._compress(frames, quality, refine_steps, grid):
             chunks.append(chunk)
             token_bytes += sum(len(s) for s in compressed.strings)
-            reconstructions.append(self.decode_chunk(params, chunk, height, width))
+            reconstructions.append(self.decode_chunk(stream, chunk, height, width))
             if progress is not None:
                 progress(chunk.num_frames)
         stats = {"token_bytes": float(token_bytes), "num_tiles": float(grid.num_tiles), "num_clips": float(len(chunks))}
@@ -262,29 +305,13 @@ class HyperNervVideoCodec(VideoCodec):
 
     def grid_for(self, params: Mapping[str, JSONValue], height: int, width: int) -> TileGrid:
         """The tile grid a stream with header ``params`` uses on ``height x width`` frames (checked)."""
-        _, _, overlap, tiling = self._check_params(params)
-        if not (isinstance(height, int) and isinstance(width, int) and 1 <= height <= MAX_SIDE and 1 <= width <= MAX_SIDE):
-            raise BitstreamError(f"frame size {width}x{height} out of range")
-        grid = self._grid(height, width, overlap, tiling)
-        if grid.num_tiles > MAX_TILES:
-            raise BitstreamError(f"frame size {width}x{height} needs {grid.num_tiles} tiles, more than {MAX_TILES}")
-        return grid
+        return self.parse_params(params, height, width).grid
 
-    def _parse_chunk(self, params: Mapping[str, JSONValue], chunk: ChunkData, height: int, width: int) -> tuple[TileGrid, CompressedClip]:
-        """Check one chunk against its header params and frame size -> (its grid, its coded tiles)."""
-        quality, _, _, _ = self._check_params(params)
-        stride = self._stride_of(params)
-        grid = self.grid_for(params, height, width)
-        if not 1 <= chunk.num_frames <= stride:
-            raise BitstreamError(f"chunk covers {chunk.num_frames} frames ({chunk.frame_start}:{chunk.frame_stop}), chunks hold 1..{stride}")
-        compressed = unpack_payload(chunk.payload, self.model.num_weight_tokens, self.model.config.hypernet.code_channels)
-        if compressed.num_frames != chunk.num_frames:
-            raise BitstreamError(f"chunk payload codes {compressed.num_frames} frames, the chunk table says {chunk.num_frames}")
-        if compressed.level != quality:
-            raise BitstreamError(f"chunk payload uses quality {compressed.level}, the header says {quality}")
-        if len(compressed.strings) != grid.num_tiles:
-            raise BitstreamError(f"chunk payload has {len(compressed.strings)} tiles, a {width}x{height} frame has {grid.num_tiles}")
-        return grid, compressed
+    def _parse_chunk(self, stream: HyperNervParams, chunk: ChunkData) -> CompressedClip:
+        """Check one chunk against its stream's params -> its coded tiles."""
+        if not 1 <= chunk.num_frames <= stream.stride:
+            raise BitstreamError(f"chunk covers {chunk.num_frames} frames ({chunk.frame_start}:{chunk.frame_stop}), chunks hold 1..{stream.stride}")
+        return unpack_payload(chunk.payload, stream, chunk.num_frames, self.model.num_weight_tokens, self.model.config.hypernet.code_channels)
 
     @staticmethod
     def _to_uint8(grid: TileGrid, tiles: Tensor) -> np.ndarray:
@@ -292,13 +319,14 @@ class HyperNervVideoCodec(VideoCodec):
         frames = grid.merge(tiles)  # (n, 3, H, W)
         return tensor_to_frames(frames)
 
-    def decode_chunk(self, params: Mapping[str, JSONValue], chunk: ChunkData, height: int, width: int) -> np.ndarray:
+    def decode_chunk(self, params: Mapping[str, JSONValue] | StreamParams, chunk: ChunkData, height: int, width: int) -> np.ndarray:
         """One chunk -> (chunk.num_frames, height, width, 3) uint8; inconsistencies -> ``BitstreamError``."""
-        grid, compressed = self._parse_chunk(params, chunk, height, width)
+        stream = cast(HyperNervParams, self.stream_params(params, height, width))
+        compressed = self._parse_chunk(stream, chunk)
         with single_thread():  # bit-exact whatever the caller's thread count (nvcodec.interface)
-            return self._to_uint8(grid, self._decode_tiles(compressed, self._margin(self._stride_of(params))))
+            return self._to_uint8(stream.grid, self._decode_tiles(compressed, stream.margin))
 
-    def decode_chunks(self, items: Sequence[tuple[Mapping[str, JSONValue], ChunkData, int, int]]) -> list[np.ndarray]:
+    def decode_chunks(self, items: Sequence[tuple[Mapping[str, JSONValue] | StreamParams, ChunkData, int, int]]) -> list[np.ndarray]:
         """Several chunks, of one or several streams of this model -> their frames, as ``decode_chunk`` gives them.
 
         NeRV-Dec batching: chunks with the same quality level and frame count pool their tiles, so
@@ -308,16 +336,16 @@ class HyperNervVideoCodec(VideoCodec):
         with single_thread():
             return self._decode_chunks(items)
 
-    def _decode_chunks(self, items: Sequence[tuple[Mapping[str, JSONValue], ChunkData, int, int]]) -> list[np.ndarray]:
-        parsed = [self._parse_chunk(*item) for item in items]
+    def _decode_chunks(self, items: Sequence[tuple[Mapping[str, JSONValue] | StreamParams, ChunkData, int, int]]) -> list[np.ndarray]:
+        streams = [cast(HyperNervParams, self.stream_params(params, height, width)) for params, _, height, width in items]
+        parsed = [(stream.grid, self._parse_chunk(stream, item[1])) for stream, item in zip(streams, items)]
         groups: dict[tuple[int, int, int], list[int]] = {}
         for i, (_, compressed) in enumerate(parsed):
-            first = self._margin(self._stride_of(items[i][0]))
-            groups.setdefault((compressed.level, compressed.num_frames, first), []).append(i)
+            groups.setdefault((compressed.quality, compressed.num_frames, streams[i].margin), []).append(i)
         out: list[np.ndarray | None] = [None] * len(items)
-        for (level, num_frames, first_frame), members in groups.items():
+        for (quality, num_frames, first_frame), members in groups.items():
             strings = [s for i in members for s in parsed[i][1].strings]
-            tiles = self._decode_tiles(CompressedClip(strings, level, num_frames), first_frame)  # (sum of tiles, n, 3, t, t)
+            tiles = self._decode_tiles(CompressedClip(strings, quality, num_frames), first_frame)  # (sum of tiles, n, 3, t, t)
             first = 0
             for i in members:
                 grid = parsed[i][0]
@@ -331,5 +359,5 @@ class HyperNervVideoCodec(VideoCodec):
         parts = []
         for first in range(0, len(compressed.strings), self.tiles_per_batch):
             strings = compressed.strings[first : first + self.tiles_per_batch]
-            parts.append(self.model.decompress(CompressedClip(strings, compressed.level, compressed.num_frames), first_frame))
+            parts.append(self.model.decompress(CompressedClip(strings, compressed.quality, compressed.num_frames), first_frame))
         return torch.cat(parts)

@@ -352,10 +352,11 @@ def iter_decode(
     start, stop, shortfall = _resolve_range(frames, header.frame_count, "stream")
     if shortfall is not None:
         warnings.warn(shortfall.message("decoded"), PartialInputWarning, stacklevel=2)
+    stream = adapter.parse_params(header.params, header.height, header.width)  # checked once per stream
     for index in header.chunks_for(start, stop):
         chunk = reader.read_chunk(index)
         try:
-            decoded = adapter.decode_chunk(header.params, chunk, header.height, header.width)
+            decoded = adapter.decode_chunk(stream, chunk, header.height, header.width)
         except BitstreamError as exc:  # say where: the codec knows what, not which chunk
             raise BitstreamError(f"chunk {index} (frames {chunk.frame_start}:{chunk.frame_stop}): {exc}") from None
         check_decoded(decoded, header, index)

@@ -99,6 +99,12 @@ class NvcVideo:
     def __len__(self) -> int:
         return self.header.frame_count
 
+    def stream_params(self, codec: Any) -> Any:
+        """The stream's header params as ``codec``'s checked record (``VideoCodec.parse_params``), parsed once."""
+        if "_stream_params" not in self.__dict__:
+            self._stream_params = codec.parse_params(self.header.params, self.header.height, self.header.width)
+        return self._stream_params
+
     @property
     def chunks_read(self) -> list[int]:
         """Indexes of the chunks this process has read from the file so far."""
@@ -153,7 +159,7 @@ def decode_frames(requests: Sequence[tuple[NvcVideo, Sequence[int]]]) -> list[to
         for key in keys:
             video, chunk_index = needed[key]
             header = video.header
-            items.append((header.params, video._open().read_chunk(chunk_index), header.height, header.width))
+            items.append((video.stream_params(codec), video._open().read_chunk(chunk_index), header.height, header.width))
             where.append(f"{video.path} chunk {chunk_index}")
         try:
             frames = codec.decode_chunks(items)

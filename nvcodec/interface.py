@@ -14,6 +14,8 @@ from typing import Any, ClassVar
 
 import numpy as np
 
+from nvcodec.errors import BitstreamError
+
 
 @contextlib.contextmanager
 def single_thread() -> Iterator[None]:
@@ -34,7 +36,7 @@ def single_thread() -> Iterator[None]:
     finally:
         torch.set_num_threads(previous)
 
-__all__ = ["ChunkData", "EncodedVideo", "VideoCodec", "ProgressFn", "JSONValue", "MAX_SIDE", "MAX_FRAMES", "single_thread"]
+__all__ = ["ChunkData", "EncodedVideo", "StreamParams", "VideoCodec", "ProgressFn", "JSONValue", "MAX_SIDE", "MAX_FRAMES", "single_thread"]
 
 JSONValue = Any  # int | float | str | bool | None | list | dict, JSON-serialisable
 
@@ -59,6 +61,18 @@ class ChunkData:
 
 
 @dataclass(frozen=True)
+class StreamParams:
+    """Base of the per-codec typed stream-parameter records (``IntraParams``, ``HyperNervParams``).
+
+    A codec's ``parse_params`` checks a stream's JSON header params against its model and the frame
+    size ONCE and returns its frozen record; ``decode_chunk`` then only checks what each chunk carries.
+    """
+
+    height: int
+    width: int
+
+
+@dataclass(frozen=True)
 class EncodedVideo:
     """What a codec's ``encode`` returns.
 
@@ -77,6 +91,7 @@ class VideoCodec(ABC):
     """Base class of the per-codec adapters; built by ``nvcodec.registry.load_codec``."""
 
     codec_name: ClassVar[str]  # "intra" | "hypernerv": must match nvcodec.container.CODEC_IDS
+    params_type: ClassVar[type[StreamParams]]  # the record ``parse_params`` returns
 
     def __init__(self, model: Any, model_name: str, device: str = "cpu") -> None:
         self.model = model
@@ -116,15 +131,35 @@ class VideoCodec(ABC):
         """``frames``: (T, H, W, 3) uint8 RGB, any H and W >= 1."""
 
     @abstractmethod
+    def parse_params(self, params: Mapping[str, JSONValue], height: int, width: int) -> StreamParams:
+        """A stream's header params and frame size -> this codec's typed record, checked against the
+        model; ``BitstreamError`` (``UnsupportedVersionError`` for a version this build does not
+        read) naming the bad field. Call once per stream and hand the record to ``decode_chunk``."""
+
+    def stream_params(self, params: Mapping[str, JSONValue] | StreamParams, height: int, width: int) -> StreamParams:
+        """``params`` as a checked record: a record parsed for this frame size is returned as is, a
+        mapping is parsed (convenient for one-off calls; decoders parse once per stream instead)."""
+        if isinstance(params, StreamParams):
+            if not isinstance(params, self.params_type):
+                raise BitstreamError(f"{type(params).__name__} given to the {self.codec_name} codec, which reads {self.params_type.__name__}")
+            if (params.height, params.width) != (height, width):
+                raise BitstreamError(f"stream params were parsed for {params.width}x{params.height} frames, not {width}x{height}")
+            return params
+        return self.parse_params(params, height, width)
+
+    @abstractmethod
     def decode_chunk(
-        self, params: Mapping[str, JSONValue], chunk: ChunkData, height: int, width: int
+        self, params: Mapping[str, JSONValue] | StreamParams, chunk: ChunkData, height: int, width: int
     ) -> np.ndarray:
         """Decode one chunk into (chunk.num_frames, height, width, 3) uint8.
 
-        Raises ``BitstreamError`` if the payload is inconsistent with ``params`` or the frame size.
+        ``params``: the record from ``parse_params`` (or the raw header params, parsed on the spot).
+        Raises ``BitstreamError`` if the payload is inconsistent with the params or the frame size.
         """
 
-    def decode_chunks(self, items: Sequence[tuple[Mapping[str, JSONValue], ChunkData, int, int]]) -> list[np.ndarray]:
+    def decode_chunks(
+        self, items: Sequence[tuple[Mapping[str, JSONValue] | StreamParams, ChunkData, int, int]]
+    ) -> list[np.ndarray]:
         """Decode several ``(params, chunk, height, width)`` items (of one or several streams of this
         model): the same frames as ``decode_chunk`` on each. Codecs that can batch the work override it."""
         return [self.decode_chunk(*item) for item in items]

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 from functools import lru_cache
 
+import numpy as np
 import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
@@ -16,7 +17,7 @@ from hypothesis import strategies as st
 import nvcodec
 from nvcodec import testing as fuzz
 from nvcodec.container import CODEC_NAMES
-from nvcodec.errors import BitstreamError, NvcodecError
+from nvcodec.errors import BitstreamError, NvcodecError, UnsupportedVersionError
 
 CODECS = CODEC_NAMES
 SMALL_SHAPES = ((1, 16, 16), (2, 23, 37))  # (frames, H, W)
@@ -62,10 +63,10 @@ def test_seed_streams_survive_the_forger_unchanged(codec: str) -> None:
     "codec,field,value",
     [
         ("intra", "quality", 99), ("intra", "quality", -1), ("intra", "quality", "3"), ("intra", "quality", None),
-        ("intra", "quality", 1.5), ("intra", "chunk_version", 7),
+        ("intra", "quality", 1.5), ("intra", "chunk_version", "2"), ("intra", "chunk_version", True),
         ("hypernerv", "quality", 4), ("hypernerv", "quality", True), ("hypernerv", "tile_size", 1 << 20),
         ("hypernerv", "tile_size", 3), ("hypernerv", "clip_len", 1 << 30), ("hypernerv", "clip_len", 0),
-        ("hypernerv", "overlap", 1 << 20), ("hypernerv", "overlap", -1), ("hypernerv", "version", 3),
+        ("hypernerv", "overlap", 1 << 20), ("hypernerv", "overlap", -1), ("hypernerv", "version", 0),
         ("hypernerv", "refine_steps", -5),
     ],
 )
@@ -81,6 +82,15 @@ def test_forged_params_raise_bitstream_error(codec: str, field: str, value) -> N
     assert field in message or repr(value) in message or str(value) in message, message  # names the culprit
 
 
+@pytest.mark.parametrize("codec,field,value", [("intra", "chunk_version", 3), ("hypernerv", "version", 3)])
+def test_future_stream_versions_raise_unsupported_version_error(codec: str, field: str, value: int) -> None:
+    stream = seed_streams(codec)[1]
+    params = fuzz.parse_stream(stream).record["params"]
+    forged = fuzz.forge_header(stream, params={**params, field: value})
+    with pytest.raises(UnsupportedVersionError, match=f"version {value}"):
+        nvcodec.decode(forged)
+
+
 @pytest.mark.parametrize("codec", CODECS)
 def test_forged_frame_counts_and_sizes_raise_bitstream_error(codec: str) -> None:
     """A chunk claiming 100000 frames, or a header frame size the payload was not coded for."""
@@ -90,6 +100,11 @@ def test_forged_frame_counts_and_sizes_raise_bitstream_error(codec: str) -> None
     forged = fuzz.forge_header(stream, frame_count=100_000, chunks=table)
     with pytest.raises(BitstreamError, match="100000|99999"):
         nvcodec.decode(forged, frames=slice(table[-1][2], table[-1][2] + 1))  # reads the forged chunk only
-    for width, height in ((8192, 8192), (4096, 23), (37, 64)):
+    for width, height in ((8192, 8192), (4096, 23)) + (((37, 64),) if codec == "hypernerv" else ()):
         with pytest.raises(BitstreamError):
             nvcodec.decode(fuzz.forge_header(stream, width=width, height=height))
+    if codec == "intra":  # 64x37 pads to the same 1x1 latent grid as 23x37: the chunks hold no frame size
+        # (intra chunk version 2), so it decodes, and its first 23 rows are the true frames
+        taller = nvcodec.decode(fuzz.forge_header(stream, width=37, height=64))
+        assert taller.shape == (2, 64, 37, 3)
+        np.testing.assert_array_equal(taller[:, :23], nvcodec.decode(stream))

@@ -25,7 +25,7 @@ import numpy as np
 import pytest
 
 import nvcodec
-from nvcodec import registry
+from nvcodec import container, registry
 
 DATA = Path(__file__).parent / "data" / "golden"
 HASHES = DATA / "golden.json"
@@ -91,3 +91,18 @@ def test_golden_stream_decodes_to_its_recorded_frames(golden, name: str) -> None
 @pytest.mark.parametrize("name", MODELS)
 def test_todays_encoder_writes_the_golden_bytes(golden, name: str) -> None:
     assert hashlib.sha256(_encode(name, _source())).hexdigest() == golden[name]["stream_sha256"]
+
+
+# Streams of the previous chunk layouts (intra chunk version 1, hypernerv payload version 1), written
+# at d86e821 by the seeded tiny models (whose weights never change): today's decoder must still give
+# exactly the frames it gave then (README, "Stream versions").
+LEGACY = DATA / "v1"
+
+
+@pytest.mark.parametrize("name", ["intra-tiny", "hypernerv-tiny"])
+def test_version_1_golden_stream_still_decodes_to_its_recorded_frames(name: str) -> None:
+    table = json.loads((LEGACY / "golden.json").read_text())
+    stream = (LEGACY / f"{name}.nvc").read_bytes()
+    assert hashlib.sha256(stream).hexdigest() == table[name]["stream_sha256"]
+    assert container.StreamReader(stream).read_chunk(0).payload[0] == 1  # the old layout's version byte
+    assert frames_sha256(nvcodec.decode(stream)) == table[name]["frames_sha256"]

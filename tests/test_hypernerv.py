@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import dataclasses
 import json
 import subprocess
 import sys
@@ -11,7 +12,7 @@ import numpy as np
 import pytest
 import torch
 
-from nvcodec.errors import BitstreamError, EntropyModelNotReadyError, InputError, ModelConfigError
+from nvcodec.errors import BitstreamError, EntropyModelNotReadyError, InputError, ModelConfigError, UnsupportedVersionError
 from nvcodec.geometry import TileGrid
 from nvcodec.hypernerv.decoder import NervDecoder, fuse_weights, positional_encoding
 from nvcodec.hypernerv.model import CompressedClip
@@ -134,7 +135,7 @@ def test_encode_decode_round_trip_equals_reconstruction(codec, encoded, clip_fra
     # The bitstream-only path yields the same chunks, and the stats count the token strings' bytes.
     assert list(codec.compress_clips(clip_frames, 2)) == encoded.chunks
     framing = sum(len(c.payload) for c in encoded.chunks) - encoded.stats["token_bytes"]
-    assert framing == 2 * (10 + 4 * encoded.stats["num_tiles"])  # per chunk: 10-byte head + u32 length per tile
+    assert framing == 2 * (1 + 4 * encoded.stats["num_tiles"])  # per chunk: version byte + u32 length per tile
 
 
 def test_decode_middle_chunk_only(model, clip_frames):
@@ -162,14 +163,14 @@ def test_refine_steps_lower_the_rd_loss(codec, model, clip_frames):
     tiles = grid.split(clip)  # (B, 8, 3, 16, 16)
     with torch.no_grad():
         codes = model.hypernet(tiles)
-    refined = model.refine(codes, tiles, level=3, steps=30, lr=0.05)
+    refined = model.refine(codes, tiles, quality=3, steps=30, lr=0.05)
     assert not torch.equal(refined, codes)
 
     def mse(c: torch.Tensor) -> float:
         with torch.no_grad():
-            levels = torch.full((c.shape[0],), 3)
-            q, _ = model.token_coder(c * model.gains(levels), training=False)
-            return float(((model.decode_codes(q / model.gains(levels), 8) - tiles) ** 2).mean())
+            qualities = torch.full((c.shape[0],), 3)
+            q, _ = model.token_coder(c * model.gains(qualities), training=False)
+            return float(((model.decode_codes(q / model.gains(qualities), 8) - tiles) ** 2).mean())
 
     assert mse(refined) < mse(codes)
 
@@ -177,33 +178,71 @@ def test_refine_steps_lower_the_rd_loss(codec, model, clip_frames):
 def test_damaged_payloads_raise_bitstream_error(codec, encoded):
     chunk = encoded.chunks[0]
     params = encoded.params
+    assert chunk.payload[0] == 2  # version, then the tile strings
     cases = [
-        chunk.payload[:5],  # truncated header
+        b"",  # empty
+        chunk.payload[:3],  # truncated length field
         chunk.payload[:-1],  # truncated strings
         chunk.payload + b"\x00",  # trailing bytes
-        bytes([9]) + chunk.payload[1:],  # unknown version
-        chunk.payload[:1] + bytes([3]) + chunk.payload[2:],  # quality disagrees with the header
-        chunk.payload[:8] + b"\x00\x00" + chunk.payload[10:],  # wrong code channels
-        chunk.payload[:12] + b"\xff\xff\xff\x7f" + chunk.payload[16:],  # absurd string length
+        chunk.payload[:1] + b"\xff\xff\xff\x7f" + chunk.payload[5:],  # absurd string length
+        chunk.payload[:1] + b"\x00\x00\x00\x00" + chunk.payload[5:],  # empty tile string
+        b"\x01" + chunk.payload[1:],  # a version-1 byte before version-2 contents
     ]
     for payload in cases:
         with pytest.raises(BitstreamError):
             codec.decode_chunk(params, ChunkData(0, 8, payload), 40, 56)
+    with pytest.raises(UnsupportedVersionError):
+        codec.decode_chunk(params, ChunkData(0, 8, bytes([9]) + chunk.payload[1:]), 40, 56)
     with pytest.raises(BitstreamError):
         codec.decode_chunk(params, chunk, 40, 90)  # frame size needs more tiles than coded
     with pytest.raises(BitstreamError):
-        codec.decode_chunk(params, ChunkData(0, 7, chunk.payload), 40, 56)  # frame count disagrees
-    for key, value in [("quality", 7), ("tile_size", 32), ("clip_len", 0), ("overlap", "2"), ("version", 3), ("version", 1), ("tiling", "shift"), ("tiling", None)]:
+        codec.decode_chunk(params, ChunkData(0, 9, chunk.payload), 40, 56)  # more frames than a chunk holds
+    for key, value in [("quality", 7), ("tile_size", 32), ("clip_len", 0), ("overlap", "2"), ("version", 0), ("version", 1), ("tiling", "shift"), ("tiling", None)]:
         with pytest.raises(BitstreamError, match=key):
             codec.decode_chunk({**params, key: value}, chunk, 40, 56)
+    with pytest.raises(UnsupportedVersionError, match="params version 3"):
+        codec.decode_chunk({**params, "version": 3}, chunk, 40, 56)
 
 
-def test_payload_pack_unpack():
-    clip = CompressedClip([b"abc", b"de"], 2, 5)
+def test_version_1_payloads_still_decode_and_are_checked(codec, encoded):
+    """The old payload repeated quality, frame and tile counts and the token shape in every chunk."""
+    chunk, params = encoded.chunks[0], encoded.params
+    model = codec.model
+    stream = codec.parse_params(params, 40, 56)
+    shape = (model.num_weight_tokens, model.config.hypernet.code_channels)
+    clip = unpack_payload(chunk.payload, stream, chunk.num_frames, *shape)
+    v1 = pack_payload(clip, *shape, version=1)
+    assert len(v1) == len(chunk.payload) + 9
+    np.testing.assert_array_equal(codec.decode_chunk(params, ChunkData(0, 8, v1), 40, 56), encoded.reconstruction[:8])
+    for payload in [v1[:5], v1[:1] + bytes([3]) + v1[2:], v1[:8] + b"\x00\x00" + v1[10:]]:  # short, quality, channels
+        with pytest.raises(BitstreamError):
+            codec.decode_chunk(params, ChunkData(0, 8, payload), 40, 56)
+    with pytest.raises(BitstreamError, match="codes 8 frames"):
+        codec.decode_chunk(params, ChunkData(0, 7, v1), 40, 56)
+
+
+def test_payload_pack_unpack(codec, encoded):
+    stream = codec.parse_params(encoded.params, 40, 56)
+    strings = [b"abc", b"de"] + [b"f"] * (stream.grid.num_tiles - 2)
+    clip = CompressedClip(strings, stream.quality, 5)
     payload = pack_payload(clip, 7, 4)
-    assert unpack_payload(payload, 7, 4) == clip
+    assert unpack_payload(payload, stream, 5, 7, 4) == clip
+    assert unpack_payload(pack_payload(clip, 7, 4, version=1), stream, 5, 7, 4) == clip
     with pytest.raises(BitstreamError):
-        unpack_payload(payload, 8, 4)
+        unpack_payload(pack_payload(clip, 7, 4, version=1), stream, 5, 8, 4)
+    with pytest.raises(BitstreamError):
+        unpack_payload(pack_payload(CompressedClip(strings[:-1], stream.quality, 5), 7, 4), stream, 5, 7, 4)
+
+
+def test_stream_params_are_parsed_once_into_a_frozen_record(codec, encoded):
+    stream = codec.parse_params(encoded.params, 40, 56)
+    assert (stream.version, stream.tiling, stream.stride, stream.margin) == (2, "even", 8, 0)
+    assert stream.grid == codec.grid_for(encoded.params, 40, 56)
+    with pytest.raises(dataclasses.FrozenInstanceError):
+        stream.quality = 0  # type: ignore[misc]
+    np.testing.assert_array_equal(codec.decode_chunk(stream, encoded.chunks[0], 40, 56), encoded.reconstruction[:8])
+    with pytest.raises(BitstreamError, match="parsed for 56x40"):
+        codec.decode_chunk(stream, encoded.chunks[0], 40, 90)
 
 
 _DECODE_SCRIPT = textwrap.dedent(

@@ -17,8 +17,8 @@ import torch
 from nvcodec.bench.analysis import low_frequency_share, slice_low_frequency_shares
 from nvcodec.codec.layers import FrequencyDisentangle, WindowAttention, hadamard_scores
 from nvcodec.codec.model import IntraCodec, IntraConfig
-from nvcodec.codec.video import IntraVideoCodec
-from nvcodec.errors import BitstreamError, EntropyModelNotReadyError, InputError
+from nvcodec.codec.video import IntraVideoCodec, pack_chunk, unpack_chunk
+from nvcodec.errors import BitstreamError, EntropyModelNotReadyError, InputError, UnsupportedVersionError
 from nvcodec.interface import ChunkData
 from nvcodec.registry import create_config, create_model, get_spec, load_weights, save_weights
 
@@ -183,13 +183,16 @@ def test_damaged_chunks_raise_bitstream_error(tiny_codec: IntraVideoCodec) -> No
     frames = _image(40, 50)[None]
     encoded = tiny_codec.encode(frames, 2)
     payload = encoded.chunks[0].payload
+    assert encoded.params["chunk_version"] == 2 and payload[0] == 2  # version, latent size, the strings
     bad = {
-        "truncated header": payload[:7],
+        "empty": b"",
+        "truncated length": payload[:3],
         "truncated strings": payload[:-3],
         "trailing bytes": payload + b"\x00",
         "bad version": b"\x09" + payload[1:],
-        "other quality": payload[:1] + b"\x05" + payload[2:],
-        "huge length": payload[:16] + b"\xff\xff\xff\x7f" + payload[20:],
+        "version 1 byte in a version-2 stream": b"\x01" + payload[1:],
+        "other latent size": payload[:1] + b"\x02\x00" + payload[3:],
+        "huge length": payload[:5] + b"\xff\xff\xff\x7f" + payload[9:],
     }
     for reason, data in bad.items():
         try:
@@ -198,11 +201,45 @@ def test_damaged_chunks_raise_bitstream_error(tiny_codec: IntraVideoCodec) -> No
             continue
         pytest.fail(f"{reason}: decoded without BitstreamError")
     with pytest.raises(BitstreamError):
-        tiny_codec.decode_chunk(encoded.params, encoded.chunks[0], 41, 50)  # frame size mismatch
-    with pytest.raises(BitstreamError):
-        tiny_codec.decode_chunk({"quality": 9}, encoded.chunks[0], 40, 50)
+        tiny_codec.decode_chunk(encoded.params, encoded.chunks[0], 40, 70)  # a frame size with another latent size
+    for params in ({"quality": 9, "chunk_version": 2}, {"quality": 2, "chunk_version": "2"}):
+        with pytest.raises(BitstreamError):
+            tiny_codec.decode_chunk(params, encoded.chunks[0], 40, 50)
+    with pytest.raises(UnsupportedVersionError, match="chunk version 3"):
+        tiny_codec.decode_chunk({"quality": 2, "chunk_version": 3}, encoded.chunks[0], 40, 50)
     with pytest.raises(InputError):
         tiny_codec.encode(frames, 6)
+
+
+def test_version_1_chunks_still_decode_and_are_checked(tiny_codec: IntraVideoCodec) -> None:
+    """The old layout repeated quality and sizes in every chunk: it decodes to the same frame, and a
+    chunk that disagrees with its header is refused."""
+    frames = _image(40, 50)[None]
+    encoded = tiny_codec.encode(frames, 2)
+    stream = tiny_codec.parse_params(encoded.params, 40, 50)
+    v1 = pack_chunk(unpack_chunk(encoded.chunks[0].payload, stream), version=1)
+    assert len(v1) == len(encoded.chunks[0].payload) + 11
+    old_params = {"quality": 2}  # the oldest headers had no chunk_version
+    np.testing.assert_array_equal(tiny_codec.decode_chunk(old_params, ChunkData(0, 1, v1), 40, 50), encoded.reconstruction)
+    for reason, data, height in [("other quality", v1[:1] + b"\x05" + v1[2:], 40), ("reserved", v1[:2] + b"\x01\x00" + v1[4:], 40),
+                                 ("frame size mismatch", v1, 41), ("truncated header", v1[:7], 40)]:
+        with pytest.raises(BitstreamError):
+            tiny_codec.decode_chunk(old_params, ChunkData(0, 1, data), height, 50)
+            pytest.fail(reason)
+    with pytest.raises(BitstreamError, match="differs from the header"):  # a v1 chunk in a v2 stream
+        tiny_codec.decode_chunk(encoded.params, ChunkData(0, 1, v1), 40, 50)
+
+
+def test_stream_params_are_parsed_once_into_a_frozen_record(tiny_codec: IntraVideoCodec) -> None:
+    encoded = tiny_codec.encode(_image(40, 50)[None], 1)
+    stream = tiny_codec.parse_params(encoded.params, 40, 50)
+    assert (stream.quality, stream.chunk_version, stream.height, stream.width) == (1, 2, 40, 50)
+    assert stream.latent_hw == tiny_codec.model.latent_hw_for((40, 50))
+    with pytest.raises(dataclasses.FrozenInstanceError):
+        stream.quality = 2  # type: ignore[misc]
+    np.testing.assert_array_equal(tiny_codec.decode_chunk(stream, encoded.chunks[0], 40, 50), encoded.reconstruction)
+    with pytest.raises(BitstreamError, match="parsed for 50x40"):
+        tiny_codec.decode_chunk(stream, encoded.chunks[0], 41, 50)
 
 
 _DECODE_SCRIPT = textwrap.dedent(
@@ -217,7 +254,7 @@ _DECODE_SCRIPT = textwrap.dedent(
     payload = open(stream, "rb").read()
     for threads in (1, 2):  # one fresh process (start-up is the slow part), two thread counts
         torch.set_num_threads(threads)
-        frame = IntraVideoCodec(model, name).decode_chunk({"quality": 4}, ChunkData(0, 1, payload), 200, 264)
+        frame = IntraVideoCodec(model, name).decode_chunk({"quality": 4, "chunk_version": 2}, ChunkData(0, 1, payload), 200, 264)
         np.save(f"{out}{threads}.npy", frame[0])
     """
 )

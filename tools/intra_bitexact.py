@@ -38,7 +38,7 @@ def _decode_all(model: str, folder: Path, threads: int) -> dict[str, str]:
     digests = {}
     for key, entry in index.items():
         chunk = ChunkData(0, 1, (folder / f"{key}.bin").read_bytes())
-        frame = codec.decode_chunk({"quality": entry["quality"]}, chunk, entry["height"], entry["width"])
+        frame = codec.decode_chunk(entry["params"], chunk, entry["height"], entry["width"])
         digests[key] = _digest(frame[0])
     return digests
 
@@ -67,7 +67,7 @@ def main(argv: list[str] | None = None) -> int:
                 encoded = codec.encode(image[None], quality)
                 key = f"{path.stem}-q{quality}"
                 (folder / f"{key}.bin").write_bytes(encoded.chunks[0].payload)
-                index[key] = {"quality": quality, "height": image.shape[0], "width": image.shape[1]}
+                index[key] = {"params": dict(encoded.params), "height": image.shape[0], "width": image.shape[1]}
                 expected[key] = _digest(encoded.reconstruction[0])
         (folder / "index.json").write_text(json.dumps(index))
         failures = 0

@@ -17,6 +17,7 @@ import pytorch_lightning as pl
 import torch
 from torch import Tensor
 
+from nvcodec.entropy import split_aux_parameters
 from nvcodec.registry import create_model
 
 __all__ = ["HyperNervSystem"]
@@ -54,8 +55,8 @@ class HyperNervSystem(pl.LightningModule):
             if result.missing_keys:
                 print(f"init_checkpoint: new parameters keep their initialisation: {result.missing_keys}")
 
-    def forward(self, clip: Tensor, levels: Tensor):
-        return self.model(clip, levels)
+    def forward(self, clip: Tensor, qualities: Tensor):
+        return self.model(clip, qualities)
 
     def _lr_factor(self, step: int) -> float:
         hp = self.hparams
@@ -65,9 +66,7 @@ class HyperNervSystem(pl.LightningModule):
         return hp.min_lr_ratio + (1 - hp.min_lr_ratio) * 0.5 * (1 + math.cos(math.pi * progress))
 
     def configure_optimizers(self):
-        named = dict(self.model.named_parameters())
-        aux = [p for n, p in named.items() if n.endswith("quantiles")]
-        net = [p for n, p in named.items() if not n.endswith("quantiles")]
+        net, aux = split_aux_parameters(self.model)
         net_opt = torch.optim.AdamW(net, lr=self.hparams.lr, weight_decay=self.hparams.weight_decay)
         aux_opt = torch.optim.Adam(aux, lr=self.hparams.aux_lr)
         return [net_opt, aux_opt]
@@ -77,13 +76,13 @@ class HyperNervSystem(pl.LightningModule):
         net_opt, aux_opt = self.optimizers()
         for group in net_opt.param_groups:
             group["lr"] = self.hparams.lr * self._lr_factor(self.global_step)
-        levels = torch.randint(0, self.model.config.quality_levels, (batch.shape[0],), device=batch.device)
+        qualities = torch.randint(0, self.model.config.quality_levels, (batch.shape[0],), device=batch.device)
         frame_index = None
         if self.hparams.train_frames is not None and self.hparams.train_frames < batch.shape[1]:
             # Decode a random subset of the frames: halves the decoder's cost, same expected loss.
             frame_index = torch.randperm(batch.shape[1], device=batch.device)[: self.hparams.train_frames].sort().values
-        output = self.model(batch, levels, frame_index)
-        rd = self.model.rd_loss(output, batch, levels)
+        output = self.model(batch, qualities, frame_index)
+        rd = self.model.rd_loss(output, batch, qualities)
         net_opt.zero_grad()
         self.manual_backward(rd.loss)
         self.clip_gradients(net_opt, gradient_clip_val=self.hparams.grad_clip, gradient_clip_algorithm="norm")
@@ -100,7 +99,7 @@ class HyperNervSystem(pl.LightningModule):
 
     def validation_step(self, batch: Tensor, batch_idx: int) -> None:
         """Rounded codes (as coded), every quality level on the same clips."""
-        for level in range(self.model.config.quality_levels):
-            levels = torch.full((batch.shape[0],), level, dtype=torch.long, device=batch.device)
-            rd = self.model.rd_loss(self.model(batch, levels), batch, levels)
-            self.log_dict({f"val/psnr_q{level}": rd.psnr.mean(), f"val/bpp_q{level}": rd.bpp.mean()}, batch_size=batch.shape[0])
+        for quality in range(self.model.config.quality_levels):
+            qualities = torch.full((batch.shape[0],), quality, dtype=torch.long, device=batch.device)
+            rd = self.model.rd_loss(self.model(batch, qualities), batch, qualities)
+            self.log_dict({f"val/psnr_q{quality}": rd.psnr.mean(), f"val/bpp_q{quality}": rd.bpp.mean()}, batch_size=batch.shape[0])

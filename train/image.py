@@ -21,6 +21,7 @@ import pytorch_lightning as pl
 import torch
 from torch import Tensor
 
+from nvcodec.entropy import split_aux_parameters
 from nvcodec.codec.reference import GainedMeanScaleHyperprior, ReferenceConfig
 from nvcodec.registry import config_from_dict, create_model, get_spec, load_weights, restore_constants
 
@@ -72,8 +73,7 @@ class IntraSystem(pl.LightningModule):
         return self.model(x, quality).x_hat
 
     def configure_optimizers(self) -> list[torch.optim.Optimizer]:
-        aux_params = [p for n, p in self.model.named_parameters() if n.endswith(".quantiles")]
-        net_params = [p for n, p in self.model.named_parameters() if not n.endswith(".quantiles")]
+        net_params, aux_params = split_aux_parameters(self.model)
         return [
             torch.optim.Adam(net_params, lr=self.hparams.lr),
             torch.optim.Adam(aux_params, lr=self.hparams.aux_lr),
