@@ -200,7 +200,7 @@ def _load_source(video: VideoSource, frames: slice | None) -> io.Video:
 
 def _encode_video(
     source: io.Video, codec: str, quality: int | None, model: str | None, refine_steps: int, device: str,
-    progress: ProgressFn | None,
+    progress: ProgressFn | None, clip_stride: int | None = None,
 ) -> tuple[bytes, np.ndarray | None]:
     from nvcodec import registry
 
@@ -212,6 +212,10 @@ def _encode_video(
     if refine_steps < 0 or refine_steps > 100_000:
         raise InputError(f"--refine-steps {refine_steps} outside 0..100000")
     adapter = registry.load_codec(model_name, device, allow_untrained=not spec.weights_file)
+    if clip_stride is not None:
+        if codec != "hypernerv":
+            raise InputError(f"--clip-stride is a hypernerv option; codec {codec!r} codes every frame on its own")
+        adapter = type(adapter)(adapter.model, model_name, device, clip_stride=clip_stride)
     quality = adapter.check_quality(adapter.quality_levels // 2 if quality is None else quality)
     encoded = adapter.encode(source.frames, quality, refine_steps=refine_steps, progress=progress)
     stream = container.pack_stream(
@@ -238,15 +242,18 @@ def encode(
     frames: slice | None = None,
     device: str = "cpu",
     progress: ProgressFn | None = None,
+    clip_stride: int | None = None,
 ) -> bytes:
     """Encode a video (path, or uint8 array (T, H, W, 3)) into a complete ``.nvc`` stream.
 
     ``quality`` picks a shipped rate point, 0 .. levels-1 (higher = better; default: the middle one).
+    ``clip_stride`` (hypernerv only, 1 .. clip length): frames shown per chunk, each chunk coding
+    the clip-length window centred on them (no clip-edge quality dip, about clip_len / S x rate).
     ``frames=slice(A, B)``: ``A`` past the end raises ``InputError``; ``B`` past the end, or an
     input with fewer frames than its header claims, encodes what there is and warns with
     ``PartialInputWarning``.
     """
-    stream, _ = _encode_video(_load_source(video, frames), codec, quality, model, refine_steps, device, progress)
+    stream, _ = _encode_video(_load_source(video, frames), codec, quality, model, refine_steps, device, progress, clip_stride)
     return stream
 
 
@@ -408,6 +415,7 @@ def encode_file(
     force: bool = False,
     progress: ProgressFn | None = None,
     on_loaded: Callable[[int], None] | None = None,
+    clip_stride: int | None = None,
 ) -> EncodeReport:
     """Encode ``src`` into the ``.nvc`` file ``dst`` (written atomically; never over ``src``).
 
@@ -422,7 +430,7 @@ def encode_file(
     if on_loaded is not None:
         on_loaded(source.num_frames)
     started = time.perf_counter()
-    stream, reconstruction = _encode_video(source, codec, quality, model, refine_steps, device, progress)
+    stream, reconstruction = _encode_video(source, codec, quality, model, refine_steps, device, progress, clip_stride)
     seconds = time.perf_counter() - started
     with io.atomic_output(dst, force=force) as tmp:
         tmp.write_bytes(stream)

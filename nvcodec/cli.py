@@ -37,6 +37,8 @@ def _build_parser() -> argparse.ArgumentParser:
     enc.add_argument("--model", default=None, help="registered model name (default: the codec's shipped model)")
     enc.add_argument("--quality", type=int, default=None, help="rate point, 0..levels-1, higher = better (default: middle)")
     enc.add_argument("--refine-steps", type=int, default=0, help="hypernerv: gradient steps on the weight tokens after the forward pass")
+    enc.add_argument("--clip-stride", type=int, default=None, metavar="S",
+                     help="hypernerv: show S frames per chunk, each coded in the clip-length window centred on them (no clip-edge dip; ~clip_len/S x rate; default: clip length)")
     enc.add_argument("--frames", default=None, metavar="A:B", help="encode only frames A..B-1 (B past the end: clamped, with a warning)")
     enc.add_argument("--device", choices=("cpu", "cuda"), default="cpu")
     enc.add_argument("--force", action="store_true", help="overwrite an existing output")
@@ -157,7 +159,7 @@ def _cmd_encode(args: argparse.Namespace) -> int:
         report = api.encode_file(
             args.input, args.output, codec=args.codec, quality=args.quality, model=args.model,
             refine_steps=args.refine_steps, frames=frames, device=args.device, force=args.force,
-            progress=advance, on_loaded=set_total,
+            progress=advance, on_loaded=set_total, clip_stride=args.clip_stride,
         )
     _warn(report.warning)
     if not args.quiet:

@@ -456,3 +456,19 @@ def test_shipped_hypernerv_decodes_the_same_with_one_or_two_threads(media: Path)
     finally:
         torch.set_num_threads(previous)
     assert np.array_equal(one, two)
+
+
+def test_clip_stride_through_the_api(clip_frames):
+    """``nvcodec.encode(..., clip_stride=S)`` (the CLI's ``--clip-stride``): chunks of S frames that decode
+    to the encoder's frames; the option is refused for intra and outside 1..clip_len."""
+    import nvcodec
+
+    stream = nvcodec.encode(clip_frames, codec="hypernerv", model="hypernerv-tiny", quality=1, clip_stride=4)
+    info = nvcodec.info(stream)
+    assert info.params["clip_stride"] == 4 and [(c.frame_start, c.frame_stop) for c in info.chunks] == [(0, 4), (4, 8), (8, 12)]
+    plain = nvcodec.encode(clip_frames, codec="hypernerv", model="hypernerv-tiny", quality=1)
+    assert "clip_stride" not in nvcodec.info(plain).params and len(stream) > len(plain)
+    np.testing.assert_array_equal(nvcodec.decode(stream, frames=slice(4, 8)), nvcodec.decode(stream)[4:8])
+    for codec, model, stride in [("intra", "intra-tiny", 4), ("hypernerv", "hypernerv-tiny", 0), ("hypernerv", "hypernerv-tiny", 9)]:
+        with pytest.raises(InputError, match="stride"):
+            nvcodec.encode(clip_frames[:2], codec=codec, model=model, clip_stride=stride)
