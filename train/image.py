@@ -33,7 +33,8 @@ class IntraSystem(pl.LightningModule):
 
     ``reference=True`` trains the diagnosis reference instead: compressai's plain
     MeanScaleHyperprior with the same gain units (``codec/reference.py``; ``model_overrides`` go to
-    its ``ReferenceConfig``). ``init_weights``: a shipped model name or weights file to start from.
+    its ``ReferenceConfig``). ``init_weights``: a shipped model name or weights file to start from
+    (with ``model_overrides``, an ablation: tensors the changed model lacks are dropped, new ones initialised).
     ``train_levels``: draw the quality level from these only (default: all levels).
     """
 
@@ -62,11 +63,23 @@ class IntraSystem(pl.LightningModule):
         if init_weights:
             path = init_weights if init_weights.endswith(".safetensors") else get_spec(init_weights).weights_path
             source, _ = load_weights(path)
-            self.model.load_state_dict(restore_constants(self.model, source.state_dict()))
+            state = restore_constants(self.model, source.state_dict())
+            if model_overrides:  # an ablation started from full weights: tensors the changed model lacks are dropped
+                state = self._matching(state)
+            self.model.load_state_dict(state, strict=not model_overrides)
         self.lambdas = tuple(self.model.config.lambdas)
         self.train_levels = tuple(train_levels) if train_levels else tuple(range(len(self.lambdas)))
         if not all(0 <= level < len(self.lambdas) for level in self.train_levels):
             raise ValueError(f"train_levels {self.train_levels} outside 0..{len(self.lambdas) - 1}")
+
+    def _matching(self, state: dict[str, Tensor]) -> dict[str, Tensor]:
+        """The tensors of ``state`` that the model has with the same shape; says which it drops and which stay initialised."""
+        own = self.model.state_dict()
+        kept = {k: v for k, v in state.items() if k in own and (own[k].shape == v.shape or k.endswith(("_quantized_cdf", "_offset", "_cdf_length")))}
+        dropped, fresh = sorted(set(state) - set(kept)), sorted(set(own) - set(kept))
+        print(f"init_weights with model_overrides: {len(kept)} tensors loaded, {len(dropped)} dropped {dropped[:8]}, "
+              f"{len(fresh)} freshly initialised {fresh[:8]}", flush=True)
+        return kept
 
     def forward(self, x: Tensor, quality: int) -> Tensor:
         """x (B, 3, H, W) in [0, 1] -> x_hat (B, 3, H, W)."""
