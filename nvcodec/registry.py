@@ -90,8 +90,11 @@ MODELS: dict[str, ModelSpec] = {
         ModelSpec(
             name="intra-small",
             weights_file="intra-small.safetensors",
+            # Frequency ordering off since 2026-12-02: at equal fine-tuning it cost 34 % rate on the
+            # validation split (issue #14, train/configs/intra-ablation-no-freq-ft.yaml).
+            config_overrides={"frequency_order": False},
             quality_levels=6,
-            description="Hadamard window attention + frequency-disentangled slices, variable rate",
+            description="Hadamard window attention + four equal channel slices (ChARM + LRP), variable rate",
             storage_dtype="float16",  # 3.7 M parameters: 7.4 MB in float16 (cap: 8 MB per model)
             **_INTRA,
         ),
