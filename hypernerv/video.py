@@ -66,16 +66,27 @@ MAX_REFINE_STEPS = 100_000
 
 @dataclass(frozen=True)
 class HyperNervParams(StreamParams):
-    """A hypernerv stream's checked header: quality, tiling, the frames per chunk (``stride``), the
-    first shown frame of a chunk's coded window (``margin``) and the tile grid of the frame size."""
+    """A hypernerv stream's checked header: quality, the frames per chunk (``stride``), the first
+    shown frame of a chunk's coded window (``margin``) and the tile grid of the frame size (which
+    holds the overlap and the tiling, and so the params version)."""
 
-    version: int
     quality: int
-    overlap: int
-    tiling: str
     stride: int
     margin: int
     grid: TileGrid
+
+    @property
+    def overlap(self) -> int:
+        return self.grid.overlap
+
+    @property
+    def tiling(self) -> str:
+        return self.grid.tiling
+
+    @property
+    def version(self) -> int:
+        """Params version: 1 for the "shift" tiling, 2 for "even" (``parse_params`` checks they agree)."""
+        return 1 if self.grid.tiling == "shift" else PARAMS_VERSION
 
 
 def pack_payload(compressed: CompressedClip, num_tokens: int, code_channels: int, version: int = PAYLOAD_VERSION) -> bytes:
@@ -231,7 +242,7 @@ class HyperNervVideoCodec(VideoCodec):
         grid = self._grid(height, width, overlap, tiling)
         if grid.num_tiles > MAX_TILES:
             raise BitstreamError(f"frame size {width}x{height} needs {grid.num_tiles} tiles, more than {MAX_TILES}")
-        return HyperNervParams(height, width, version, quality, overlap, tiling, stride, self._margin(stride), grid)
+        return HyperNervParams(height, width, quality, stride, self._margin(stride), grid)
 
     # ----------------------------------------------------------------- encode
     def _check_encode_args(self, frames: np.ndarray, quality: int, refine_steps: int) -> int:
@@ -283,10 +294,9 @@ class HyperNervVideoCodec(VideoCodec):
         """``frames``: (T, H, W, 3) uint8 RGB -> one chunk per clip of ``clip_len`` frames, with the reconstruction."""
         quality = self._check_encode_args(frames, quality, refine_steps)
         height, width = frames.shape[1:3]
-        overlap = self.overlap_for(height, width)
-        grid = self._grid(height, width, overlap, self.tiling)
-        params = self._params(quality, refine_steps, overlap)
+        params = self._params(quality, refine_steps, self.overlap_for(height, width))
         stream = self.parse_params(params, height, width)
+        grid = stream.grid
         chunks, reconstructions = [], []
         token_bytes = 0
         for chunk, compressed in self._compress(frames, quality, refine_steps, grid):

@@ -14,7 +14,7 @@ from typing import Any, ClassVar
 
 import numpy as np
 
-from nvcodec.errors import BitstreamError
+from nvcodec.errors import BitstreamError, InputError
 
 
 @contextlib.contextmanager
@@ -105,8 +105,6 @@ class VideoCodec(ABC):
 
     def check_quality(self, quality: int) -> int:
         """``quality`` as an int in ``0 .. quality_levels - 1``, else ``InputError`` naming it."""
-        from nvcodec.errors import InputError
-
         if isinstance(quality, bool) or not isinstance(quality, (int, np.integer)) or not 0 <= quality < self.quality_levels:
             raise InputError(f"quality {quality!r} outside 0..{self.quality_levels - 1} for model {self.model_name!r}")
         return int(quality)
@@ -114,8 +112,6 @@ class VideoCodec(ABC):
     @staticmethod
     def check_frames(frames: np.ndarray) -> None:
         """``InputError`` unless ``frames`` is a (T, H, W, 3) uint8 array with T, H, W >= 1."""
-        from nvcodec.errors import InputError
-
         if not isinstance(frames, np.ndarray) or frames.dtype != np.uint8 or frames.ndim != 4 or frames.shape[-1] != 3 or min(frames.shape[:3]) < 1:
             raise InputError(f"frames must be a (T, H, W, 3) uint8 array, got {getattr(frames, 'dtype', type(frames))} {getattr(frames, 'shape', '')}")
 
