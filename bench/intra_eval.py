@@ -19,6 +19,9 @@ image, and the mean over images.
 ``--refine-steps K,...`` adds encode-time refinement rows: bpp, PSNR and encode seconds per K.
 ``--anchor-checkpoint`` adds the BD-rate of the model against another checkpoint (ablations);
 ``--spectrum`` prints the low-frequency energy share of each latent slice (``bench/analysis.py``).
+``--ceiling`` prints, per image and level, the PSNR of the transforms alone (``g_s(g_a(x))`` with the
+level's gains and no quantisation) beside the coded PSNR from the real bytes: where the two are
+equal, the quantiser is not what limits quality (``ceiling.json`` with ``--out``).
 """
 
 from __future__ import annotations
@@ -42,15 +45,15 @@ from nvcodec.bench.analysis import slice_low_frequency_shares
 from nvcodec.codec.model import IntraCodec
 from nvcodec.checkpoints import load_checkpoint
 from nvcodec.codec.video import IntraVideoCodec
-from nvcodec.geometry import frames_to_tensor
+from nvcodec.geometry import frames_to_tensor, tensor_to_frames
 from nvcodec.interface import EncodedVideo
 from nvcodec.io import read_video
 from nvcodec.metrics import psnr_rgb
 from nvcodec.registry import load_codec, weights_fingerprint
 
 __all__ = [
-    "RDPoint", "ImageBDRate", "Timing", "RefinePoint", "load_checkpoint_model", "validation_files", "intra_points",
-    "refine_points", "jpeg_points", "time_codec", "main",
+    "RDPoint", "ImageBDRate", "Timing", "RefinePoint", "CeilingPoint", "load_checkpoint_model", "validation_files",
+    "intra_points", "refine_points", "ceiling_points", "jpeg_points", "time_codec", "main",
 ]
 
 DEFAULT_IMAGES = "../shared/media"
@@ -130,6 +133,32 @@ def refine_points(codec: IntraVideoCodec, name: str, image: np.ndarray, quality:
             raise RuntimeError(f"{name} q{quality} K={k}: decoder output differs from the encoder's reconstruction")
         num_bytes = stream_bytes(codec, image, encoded)
         points.append(RefinePoint(name, quality, k, num_bytes, 8.0 * num_bytes / (height * width), psnr_rgb(image, decoded[0]), seconds))
+    return points
+
+
+@dataclass(frozen=True)
+class CeilingPoint:
+    image: str
+    quality: int
+    psnr_unquantised: float  # g_s(g_a(x) * gain * inv_gain), to uint8 like a decode
+    psnr_coded: float  # the decoded frame of the real stream
+    bpp: float  # the real stream
+
+
+def ceiling_points(codec: IntraVideoCodec, name: str, image: np.ndarray) -> list[CeilingPoint]:
+    """Per level: PSNR of the transforms without quantisation vs the coded PSNR, on ``image`` cropped
+    to the model's padding multiple (so that both see the same pixels)."""
+    model = codec.model
+    size = model.config.pad_multiple
+    image = np.ascontiguousarray(image[: image.shape[0] // size * size, : image.shape[1] // size * size])
+    x = frames_to_tensor(image)[None]  # (1, 3, H, W)
+    coded = intra_points(codec, name, image)
+    points = []
+    with torch.inference_mode():
+        y = model.analysis(x)
+        for point in coded:
+            plain = tensor_to_frames(model.synthesis(y * model._gain(point.setting), point.setting)[0])
+            points.append(CeilingPoint(name, point.setting, psnr_rgb(image, plain), point.psnr_rgb, point.bpp))
     return points
 
 
@@ -222,6 +251,7 @@ def main(argv: list[str] | None = None) -> int:
     source.add_argument("--model", default="intra-small", help="registered model with shipped weights")
     parser.add_argument("--anchor-checkpoint", help="also report BD-rate against this IntraSystem checkpoint")
     parser.add_argument("--spectrum", action="store_true", help="print each slice's low-frequency energy share")
+    parser.add_argument("--ceiling", action="store_true", help="PSNR of the transforms without quantisation vs coded")
     parser.add_argument("--images", default=DEFAULT_IMAGES, help="folder of .png/.jpg images")
     parser.add_argument("--split", help="training config whose validation split (data.exclude) to evaluate on")
     parser.add_argument("--refine-steps", default=None, help="comma-separated K: encode-time refinement rows")
@@ -268,6 +298,22 @@ def main(argv: list[str] | None = None) -> int:
             out = Path(args.out)
             out.mkdir(parents=True, exist_ok=True)
             (out / "refine.json").write_text(json.dumps({"source": label, "points": [asdict(p) for p in refined]}, indent=1))
+        return 0
+    if args.ceiling:
+        ceiling: list[CeilingPoint] = []
+        print(f"{'image':18s} {'q':>2s} {'bpp':>7s} {'coded':>6s} {'unquantised':>11s}")
+        for name, image in images.items():
+            for point in ceiling_points(codec, name, image):
+                ceiling.append(point)
+                print(f"{name:18s} {point.quality:2d} {point.bpp:7.4f} {point.psnr_coded:6.2f} {point.psnr_unquantised:11.2f}", flush=True)
+        for quality in range(codec.quality_levels):
+            rows = [p for p in ceiling if p.quality == quality]
+            print(f"MEAN q{quality} bpp {np.mean([p.bpp for p in rows]):.4f}  coded {np.mean([p.psnr_coded for p in rows]):.2f} dB  "
+                  f"unquantised {np.mean([p.psnr_unquantised for p in rows]):.2f} dB")
+        if args.out:
+            out = Path(args.out)
+            out.mkdir(parents=True, exist_ok=True)
+            (out / "ceiling.json").write_text(json.dumps({"source": label, "points": [asdict(p) for p in ceiling]}, indent=1))
         return 0
     print(f"{'image':18s} {'q':>2s} {'bytes':>7s} {'bpp':>7s} {'psnr':>6s}")
     for name, image in images.items():

@@ -3,9 +3,11 @@
 from __future__ import annotations
 
 import numpy as np
+import torch
 
 import nvcodec
 from nvcodec.bench import classical, intra_eval
+from nvcodec.metrics import psnr_rgb
 from nvcodec.registry import load_codec
 
 
@@ -19,3 +21,22 @@ def test_intra_points_count_whole_file_bytes_and_jpeg_is_the_rd_anchor() -> None
         assert point.num_bytes == file_bytes and point.bpp == 8.0 * file_bytes / (40 * 56)
     (jpeg,) = intra_eval.jpeg_points("noise", image, (50,))
     assert jpeg.num_bytes == classical.encode(image[None], "jpeg", 50).num_bytes
+
+
+def test_ceiling_points_compare_the_unquantised_transforms_with_the_real_stream() -> None:
+    image = (np.random.default_rng(1).random((70, 90, 3)) * 255).astype(np.uint8)
+    codec = load_codec("intra-tiny", allow_untrained=True)
+    points = intra_eval.ceiling_points(codec, "noise", image)
+    assert [p.quality for p in points] == list(range(codec.quality_levels))
+    size = codec.model.config.pad_multiple
+    cropped = np.ascontiguousarray(image[: 70 // size * size, : 90 // size * size])
+    coded = intra_eval.intra_points(codec, "noise", cropped)
+    assert [p.psnr_coded for p in points] == [p.psnr_rgb for p in coded]
+    assert [p.bpp for p in points] == [p.bpp for p in coded]
+    # the unquantised path is the model's own synthesis, not the decoded stream
+    model = codec.model
+    x = torch.from_numpy(cropped).permute(2, 0, 1)[None].float() / 255
+    with torch.inference_mode():
+        x_hat = model.synthesis(model.analysis(x) * model._gain(0), 0)
+    plain = (x_hat[0].clamp(0, 1).permute(1, 2, 0) * 255).round().to(torch.uint8).numpy()
+    assert points[0].psnr_unquantised == psnr_rgb(cropped, plain)
