@@ -244,6 +244,14 @@ def _image_768x512(images: dict[str, np.ndarray]) -> np.ndarray:
     return np.asarray(Image.fromarray(source).resize((768, 512), Image.BICUBIC))
 
 
+def _write_json(folder: str | Path, name: str, payload: dict) -> Path:
+    """Write ``payload`` to ``folder/name`` (folder created if missing); returns the folder."""
+    out = Path(folder)
+    out.mkdir(parents=True, exist_ok=True)
+    (out / name).write_text(json.dumps(payload, indent=1))
+    return out
+
+
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     source = parser.add_mutually_exclusive_group()
@@ -295,9 +303,7 @@ def main(argv: list[str] | None = None) -> int:
                 print(f"MEAN q{quality} K={k:<4d} bpp {np.mean([p.bpp for p in rows]):.4f}  PSNR {np.mean([p.psnr_rgb for p in rows]):.2f} dB  "
                       f"encode {np.mean([p.encode_s for p in rows]):.1f} s/image")
         if args.out:
-            out = Path(args.out)
-            out.mkdir(parents=True, exist_ok=True)
-            (out / "refine.json").write_text(json.dumps({"source": label, "points": [asdict(p) for p in refined]}, indent=1))
+            _write_json(args.out, "refine.json", {"source": label, "points": [asdict(p) for p in refined]})
         return 0
     if args.ceiling:
         ceiling: list[CeilingPoint] = []
@@ -311,9 +317,7 @@ def main(argv: list[str] | None = None) -> int:
             print(f"MEAN q{quality} bpp {np.mean([p.bpp for p in rows]):.4f}  coded {np.mean([p.psnr_coded for p in rows]):.2f} dB  "
                   f"unquantised {np.mean([p.psnr_unquantised for p in rows]):.2f} dB")
         if args.out:
-            out = Path(args.out)
-            out.mkdir(parents=True, exist_ok=True)
-            (out / "ceiling.json").write_text(json.dumps({"source": label, "points": [asdict(p) for p in ceiling]}, indent=1))
+            _write_json(args.out, "ceiling.json", {"source": label, "points": [asdict(p) for p in ceiling]})
         return 0
     print(f"{'image':18s} {'q':>2s} {'bytes':>7s} {'bpp':>7s} {'psnr':>6s}")
     for name, image in images.items():
@@ -345,8 +349,6 @@ def main(argv: list[str] | None = None) -> int:
             f"({timing.num_bytes} bytes, {timing.threads} thread(s), best of 3)"
         )
     if args.out:
-        out = Path(args.out)
-        out.mkdir(parents=True, exist_ok=True)
         payload = {
             "source": label,
             "points": [asdict(p) for p in points + jpeg],
@@ -355,7 +357,7 @@ def main(argv: list[str] | None = None) -> int:
             "slice_low_frequency_share": spectrum,
             "timing": asdict(timing) if timing else None,
         }
-        (out / "rd.json").write_text(json.dumps(payload, indent=1))
+        out = _write_json(args.out, "rd.json", payload)
         with open(out / "rd.csv", "w", newline="") as handle:
             writer = csv.DictWriter(handle, fieldnames=list(asdict(points[0]).keys()))
             writer.writeheader()
