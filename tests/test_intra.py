@@ -320,3 +320,27 @@ def test_training_smoke(tmp_path: Path) -> None:
     after = system.model.state_dict()
     assert any(not torch.equal(before[k], after[k]) for k in before)
     assert all(k.startswith("model.") for k in system.state_dict())
+
+
+def test_init_weights_on_a_new_ladder_shift_the_gains(tmp_path: Path) -> None:
+    """Fine-tuning onto other lambdas: level q's gains start scaled by sqrt(new/old lambda), the rest as stored."""
+    pytest.importorskip("pytorch_lightning")
+    from nvcodec.train.image import IntraSystem
+
+    source = _tiny_model(seed=3)
+    path = tmp_path / "tiny.safetensors"
+    save_weights(source, TINY, path)
+    old = source.config.lambdas
+    new = tuple(lam * 4.0 ** (q / (len(old) - 1)) for q, lam in enumerate(old))  # level 0 kept, top x4
+    system = IntraSystem(model_name=TINY, model_overrides={"lambdas": list(new)}, init_weights=str(path))
+    model = system.model
+    assert model.config.lambdas == new
+    stored, _ = load_weights(path)
+    for q in range(len(old)):
+        ratio = (model._gain(q) / stored._gain(q)).flatten()
+        expected = math.sqrt(new[q] / old[q])
+        assert torch.allclose(ratio, torch.full_like(ratio, expected), rtol=1e-5), q
+        assert torch.allclose(model._gain(q) * model._inv_gain(q), stored._gain(q) * stored._inv_gain(q), rtol=1e-5)
+    assert torch.equal(model.g_s[0].weight, stored.g_s[0].weight)
+    same = IntraSystem(model_name=TINY, init_weights=str(path)).model  # same ladder: gains untouched
+    assert torch.equal(same.log_gain, stored.log_gain)

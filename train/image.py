@@ -66,6 +66,7 @@ class IntraSystem(pl.LightningModule):
             state = restore_constants(self.model, source.state_dict())
             if model_overrides:  # an ablation started from full weights: tensors the changed model lacks are dropped
                 state = self._matching(state)
+            state = self._retarget_gains(state, tuple(getattr(source.config, "lambdas", ())))
             self.model.load_state_dict(state, strict=not model_overrides)
         self.lambdas = tuple(self.model.config.lambdas)
         self.train_levels = tuple(train_levels) if train_levels else tuple(range(len(self.lambdas)))
@@ -75,11 +76,26 @@ class IntraSystem(pl.LightningModule):
     def _matching(self, state: dict[str, Tensor]) -> dict[str, Tensor]:
         """The tensors of ``state`` that the model has with the same shape; says which it drops and which stay initialised."""
         own = self.model.state_dict()
-        kept = {k: v for k, v in state.items() if k in own and (own[k].shape == v.shape or k.endswith(("_quantized_cdf", "_offset", "_cdf_length")))}
+        kept = {k: v for k, v in state.items() if k in own and (own[k].shape == v.shape or k.endswith(("_quantized_cdf", "_offset", "_cdf_length", "scale_table")))}
         dropped, fresh = sorted(set(state) - set(kept)), sorted(set(own) - set(kept))
         print(f"init_weights with model_overrides: {len(kept)} tensors loaded, {len(dropped)} dropped {dropped[:8]}, "
               f"{len(fresh)} freshly initialised {fresh[:8]}", flush=True)
         return kept
+
+    def _retarget_gains(self, state: dict[str, Tensor], source_lambdas: tuple[float, ...]) -> dict[str, Tensor]:
+        """Start a new rate ladder from weights trained on another: level q's learned gains are scaled
+        by ``sqrt(new_lambda_q / old_lambda_q)`` (quantiser step ~ lambda^-1/2), the rest is kept."""
+        new = tuple(self.model.config.lambdas)
+        if not source_lambdas or source_lambdas == new or "log_gain" not in state:
+            return state
+        if len(source_lambdas) != len(new):
+            raise ValueError(f"init weights have {len(source_lambdas)} levels, the model {len(new)}")
+        shift = 0.5 * torch.log(torch.tensor(new) / torch.tensor(source_lambdas))[:, None]  # (L, 1)
+        print(f"init_weights: ladder {source_lambdas} -> {new}; log gains shifted by {shift.flatten().tolist()}", flush=True)
+        state = dict(state)
+        state["log_gain"] = state["log_gain"].float() + shift
+        state["log_inv_gain"] = state["log_inv_gain"].float() - shift
+        return state
 
     def forward(self, x: Tensor, quality: int) -> Tensor:
         """x (B, 3, H, W) in [0, 1] -> x_hat (B, 3, H, W)."""
