@@ -66,7 +66,7 @@ class IntraSystem(pl.LightningModule):
             state = restore_constants(self.model, source.state_dict())
             if model_overrides:  # an ablation started from full weights: tensors the changed model lacks are dropped
                 state = self._matching(state)
-            state = self._retarget_gains(state, tuple(getattr(source.config, "lambdas", ())))
+            state = self._retarget_gains(state, tuple(source.config.lambdas))
             self.model.load_state_dict(state, strict=not model_overrides)
         self.lambdas = tuple(self.model.config.lambdas)
         self.train_levels = tuple(train_levels) if train_levels else tuple(range(len(self.lambdas)))
@@ -86,15 +86,15 @@ class IntraSystem(pl.LightningModule):
         """Start a new rate ladder from weights trained on another: level q's learned gains are scaled
         by ``sqrt(new_lambda_q / old_lambda_q)`` (quantiser step ~ lambda^-1/2), the rest is kept."""
         new = tuple(self.model.config.lambdas)
-        if not source_lambdas or source_lambdas == new or "log_gain" not in state:
+        if source_lambdas == new:
             return state
         if len(source_lambdas) != len(new):
             raise ValueError(f"init weights have {len(source_lambdas)} levels, the model {len(new)}")
         shift = 0.5 * torch.log(torch.tensor(new) / torch.tensor(source_lambdas))[:, None]  # (L, 1)
         print(f"init_weights: ladder {source_lambdas} -> {new}; log gains shifted by {shift.flatten().tolist()}", flush=True)
         state = dict(state)
-        state["log_gain"] = state["log_gain"].float() + shift
-        state["log_inv_gain"] = state["log_inv_gain"].float() - shift
+        state["log_gain"] = state["log_gain"] + shift  # float16 files: the sum is float32
+        state["log_inv_gain"] = state["log_inv_gain"] - shift
         return state
 
     def forward(self, x: Tensor, quality: int) -> Tensor:
