@@ -14,6 +14,12 @@ of SwinT-ChARM / ChARM (Minnen & Singh 2020) and ELIC (uneven slices); variable 
     g_a: conv5/2 GDN conv5/2 GDN conv5/2 GDN | AttnBlock@8 | conv5/2 | AttnBlock@16 | FreqDisentangle
     g_s: conv3 | AttnBlock@16 | deconv5/2 IGDN | AttnBlock@8 | deconv5/2 IGDN deconv5/2 IGDN deconv5/2
 
+With ``bypass`` (config), a conv5/2 (N -> M) takes g_a's stride-8 features straight into y, and a
+deconv5/2 (M -> N) takes the gained y_hat straight to g_s's first stride-8 features (added before its
+IGDN). Without them everything at stride 16 passes through N channels: 64 numbers per 16x16x3
+block for N = 64, which caps the reconstruction whatever the rate (issue #14's note has the
+numbers). Both start at zero, so a model without them fine-tunes from the same function.
+
 Choices where the paper is silent (also in the project report): 4 attention blocks only, at stride
 8 and 16, window 8, head dim 16, no shifted windows; the low-frequency path is avgpool2 -> 2 convs
 -> bilinear up at stride 16 and gets the first ``low_slices`` slices' channels; gains act on y only
@@ -56,6 +62,7 @@ class IntraConfig:
     window_size: int = 8  # attention window (tokens per side)
     head_dim: int = 16
     low_slices: int = 2  # leading slices that hold the low-frequency path's channels
+    bypass: bool = False  # stride-8 <-> latent convolutions around the N-channel stride-16 stage (see IntraCodec)
 
     def __post_init__(self) -> None:
         if sum(self.slice_sizes) != self.latent_channels:
@@ -164,6 +171,10 @@ def _deconv(cin: int, cout: int, kernel: int = 5, stride: int = 2) -> nn.ConvTra
     return nn.ConvTranspose2d(cin, cout, kernel, stride=stride, padding=kernel // 2, output_padding=stride - 1)
 
 
+_G_A_STRIDE8 = 7  # g_a[:7] ends with the stride-8 attention block
+_G_S_STRIDE8 = 3  # g_s[:3] ends with the first deconv (stride 8, before its IGDN)
+
+
 class IntraCodec(nn.Module):
     """The learned intra codec (see module docstring). ``forward`` for training, ``compress``/``decompress``
     for real bitstreams (after ``update_entropy_models()``)."""
@@ -195,6 +206,12 @@ class IntraCodec(nn.Module):
             _deconv(n, n), GDN(n, inverse=True),
             _deconv(n, 3),
         )  # fmt: skip
+        if config.bypass:
+            self.g_a_bypass = _conv(n, m)
+            self.g_s_bypass = _deconv(m, n)
+            for layer in (self.g_a_bypass, self.g_s_bypass):
+                nn.init.zeros_(layer.weight)
+                nn.init.zeros_(layer.bias)
         self.hyperprior = HyperPrior(m, config.hyper_channels)
         self.slice_coder = SliceCoder(config.coding_slice_sizes, config.entropy_hidden)
         lambdas = torch.tensor(config.lambdas, dtype=torch.float32)
@@ -216,11 +233,18 @@ class IntraCodec(nn.Module):
 
     def analysis(self, x: Tensor) -> Tensor:
         """x (B, 3, H, W) in [0, 1], H and W multiples of 16 -> y (B, M, H/16, W/16), before gain."""
-        return self.g_a(x)
+        if not self.config.bypass:
+            return self.g_a(x)
+        stride8 = self.g_a[:_G_A_STRIDE8](x)
+        return self.g_a[_G_A_STRIDE8:](stride8) + self.g_a_bypass(stride8)
 
     def synthesis(self, y_hat: Tensor, quality: int) -> Tensor:
         """Gained y_hat (B, M, h, w) -> x_hat (B, 3, 16h, 16w) (unclamped)."""
-        return self.g_s(y_hat * self._inv_gain(quality))
+        y = y_hat * self._inv_gain(quality)
+        if not self.config.bypass:
+            return self.g_s(y)
+        stride8 = self.g_s[:_G_S_STRIDE8](y) + self.g_s_bypass(y)
+        return self.g_s[_G_S_STRIDE8:](stride8)
 
     # -- training --------------------------------------------------------------------------------
     def forward(self, x: Tensor, quality: int | None = None, noisy_y_hat: bool = False) -> RDOutput:

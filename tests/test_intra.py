@@ -344,3 +344,24 @@ def test_init_weights_on_a_new_ladder_shift_the_gains(tmp_path: Path) -> None:
     assert torch.equal(model.g_s[0].weight, stored.g_s[0].weight)
     same = IntraSystem(model_name=TINY, init_weights=str(path)).model  # same ladder: gains untouched
     assert torch.equal(same.log_gain, stored.log_gain)
+
+
+def test_bypass_starts_as_the_model_without_it_and_learns() -> None:
+    """The stride-16 bypass convolutions start at zero: a model without them loads into one with them and
+    computes the same function; both bypass layers get gradient from the first step, and once they are
+    non-zero they change the reconstruction."""
+    plain = _tiny_model()
+    wide = create_model(TINY, bypass=True).eval()
+    result = wide.load_state_dict(plain.state_dict(), strict=False)
+    assert sorted(result.missing_keys) == ["g_a_bypass.bias", "g_a_bypass.weight", "g_s_bypass.bias", "g_s_bypass.weight"]
+    assert not result.unexpected_keys
+    x = torch.rand(1, 3, 64, 96, generator=torch.Generator().manual_seed(3))
+    with torch.no_grad():
+        assert torch.equal(wide.synthesis(wide.analysis(x), 2), plain.synthesis(plain.analysis(x), 2))
+    loss = ((wide.synthesis(wide.analysis(x), 2) - x) ** 2).mean()
+    loss.backward()
+    assert wide.g_a_bypass.weight.grad.abs().sum() > 0 and wide.g_s_bypass.weight.grad.abs().sum() > 0
+    with torch.no_grad():
+        wide.g_a_bypass.weight.normal_(0.0, 0.05)
+        wide.g_s_bypass.weight.normal_(0.0, 0.05)
+        assert not torch.equal(wide.synthesis(wide.analysis(x), 2), plain.synthesis(plain.analysis(x), 2))
