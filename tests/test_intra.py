@@ -365,3 +365,18 @@ def test_bypass_starts_as_the_model_without_it_and_learns() -> None:
         wide.g_a_bypass.weight.normal_(0.0, 0.05)
         wide.g_s_bypass.weight.normal_(0.0, 0.05)
         assert not torch.equal(wide.synthesis(wide.analysis(x), 2), plain.synthesis(plain.analysis(x), 2))
+
+
+def test_learning_rate_warms_up_then_drops() -> None:
+    """``lr_warmup_steps`` ramps the step size linearly from lr / warmup to lr; ``lr_drop_step`` then scales it."""
+    from unittest import mock
+
+    from nvcodec.train.image import IntraSystem
+
+    system = IntraSystem(model_name=TINY, lr=1e-3, lr_warmup_steps=4, lr_drop_step=10, lr_drop_factor=0.5)
+    expected = {0: 2.5e-4, 1: 5e-4, 3: 1e-3, 4: 1e-3, 9: 1e-3, 10: 5e-4, 50: 5e-4}
+    with mock.patch.object(IntraSystem, "global_step", new_callable=mock.PropertyMock) as step:
+        for value, lr in expected.items():
+            step.return_value = value
+            assert system._current_lr() == pytest.approx(lr), value
+    assert IntraSystem(model_name=TINY, lr=1e-3)._current_lr() == pytest.approx(1e-3)  # no warm-up by default

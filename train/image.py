@@ -36,6 +36,8 @@ class IntraSystem(pl.LightningModule):
     its ``ReferenceConfig``). ``init_weights``: a shipped model name or weights file to start from
     (with ``model_overrides``, an ablation: tensors the changed model lacks are dropped, new ones initialised).
     ``train_levels``: draw the quality level from these only (default: all levels).
+    ``lr_warmup_steps``: ramp the learning rate linearly from ~0 over this many steps (a fresh Adam's
+    first updates move every parameter by about ``lr``, a large kick to weights that are already trained).
     """
 
     def __init__(
@@ -46,6 +48,7 @@ class IntraSystem(pl.LightningModule):
         aux_lr: float = 1e-3,
         lr_drop_step: int | None = None,
         lr_drop_factor: float = 0.1,
+        lr_warmup_steps: int = 0,
         grad_clip: float = 1.0,
         noisy_y_hat_until: int = 0,
         log_every: int = 25,
@@ -109,10 +112,11 @@ class IntraSystem(pl.LightningModule):
         ]
 
     def _current_lr(self) -> float:
-        drop = self.hparams.lr_drop_step
-        if drop is not None and self.global_step >= drop:
-            return self.hparams.lr * self.hparams.lr_drop_factor
-        return self.hparams.lr
+        hp = self.hparams
+        lr = hp.lr * hp.lr_drop_factor if hp.lr_drop_step is not None and self.global_step >= hp.lr_drop_step else hp.lr
+        if self.global_step < hp.lr_warmup_steps:
+            return lr * (self.global_step + 1) / hp.lr_warmup_steps
+        return lr
 
     def training_step(self, batch: Tensor, batch_idx: int) -> Tensor:
         net_opt, aux_opt = self.optimizers()
