@@ -92,10 +92,11 @@ MODELS: dict[str, ModelSpec] = {
             weights_file="intra-small.safetensors",
             # Frequency ordering off since 2026-12-02: at equal fine-tuning it cost 34 % rate on the
             # validation split (issue #14, train/configs/intra-ablation-no-freq-ft.yaml).
-            config_overrides={"frequency_order": False},
+            # The stride-16 bypass and a wider ladder since phase 10 (issue #14, train/configs/intra-small-phase10.yaml).
+            config_overrides={"frequency_order": False, "bypass": True, "lambdas": (0.0018, 0.0045, 0.0114, 0.0286, 0.0717, 0.18)},
             quality_levels=6,
-            description="Hadamard window attention + four equal channel slices (ChARM + LRP), variable rate",
-            storage_dtype="float16",  # 3.7 M parameters: 7.4 MB in float16 (cap: 8 MB per model)
+            description="Hadamard window attention + four equal channel slices (ChARM + LRP), stride-16 bypass, variable rate",
+            storage_dtype="float16",  # 4.2 M parameters: 8.4 MB in float16 (issue #14 allows up to 16 MB)
             **_INTRA,
         ),
         ModelSpec(
