@@ -117,6 +117,22 @@ class AttentionBlock(nn.Module):
         return (channels_last + self.mlp(self.norm2(channels_last))).permute(0, 3, 1, 2)
 
 
+class ResidualUnit(nn.Module):
+    """x + conv3(LeakyReLU(conv3(x))), (B, C, H, W) -> same. The second conv starts at zero, so a new unit
+    is the identity and can be added to trained weights without changing their function."""
+
+    def __init__(self, channels: int) -> None:
+        super().__init__()
+        self.body = nn.Sequential(
+            nn.Conv2d(channels, channels, 3, padding=1), nn.LeakyReLU(0.2), nn.Conv2d(channels, channels, 3, padding=1)
+        )
+        nn.init.zeros_(self.body[2].weight)
+        nn.init.zeros_(self.body[2].bias)
+
+    def forward(self, x: Tensor) -> Tensor:
+        return x + self.body(x)
+
+
 def lowpass(x: Tensor, factor: int = 2) -> Tensor:
     """Average-pool by ``factor`` then bilinear upsample back: (B, C, H, W) -> (B, C, H, W)."""
     pooled = F.avg_pool2d(x, factor, ceil_mode=True, count_include_pad=False)

@@ -21,6 +21,10 @@ block for N = 64, which bounds what any rate can buy (a linear code of 64 number
 ~30 dB on intra's validation split, 128 numbers ~34 dB; issue #14's note). Both start at zero, so a
 model without them fine-tunes from the same function.
 
+With ``detail_units`` (config), g_s gets a residual unit (conv3 LeakyReLU conv3, N channels) after its
+stride-4 and its stride-2 IGDN: nonlinear capacity where fine detail is drawn, which the plain
+deconv/IGDN stack lacks. Their last conv starts at zero, so they too begin as the identity.
+
 Choices where the paper is silent (also in the project report): 4 attention blocks only, at stride
 8 and 16, window 8, head dim 16, no shifted windows; the low-frequency path is avgpool2 -> 2 convs
 -> bilinear up at stride 16 and gets the first ``low_slices`` slices' channels; gains act on y only
@@ -38,7 +42,7 @@ from compressai.layers import GDN
 from compressai.models.utils import update_registered_buffers
 from torch import Tensor, nn
 
-from nvcodec.codec.layers import AttentionBlock, FrequencyDisentangle
+from nvcodec.codec.layers import AttentionBlock, FrequencyDisentangle, ResidualUnit
 from nvcodec.entropy import HyperPrior, SliceCoder, pack_strings, unpack_strings
 from nvcodec.errors import BitstreamError, InputError
 from nvcodec.geometry import crop_to, pad_to_multiple
@@ -64,6 +68,7 @@ class IntraConfig:
     head_dim: int = 16
     low_slices: int = 2  # leading slices that hold the low-frequency path's channels
     bypass: bool = False  # stride-8 <-> latent convolutions around the N-channel stride-16 stage (see IntraCodec)
+    detail_units: bool = False  # g_s residual units after the stride-4 and stride-2 IGDNs (see IntraCodec)
 
     def __post_init__(self) -> None:
         if sum(self.slice_sizes) != self.latent_channels:
@@ -174,6 +179,8 @@ def _deconv(cin: int, cout: int, kernel: int = 5, stride: int = 2) -> nn.ConvTra
 
 _G_A_STRIDE8 = 7  # g_a[:7] ends with the stride-8 attention block
 _G_S_STRIDE8 = 3  # g_s[:3] ends with the first deconv (stride 8, before its IGDN)
+_G_S_STRIDE4 = 7  # g_s[:7] ends with the stride-4 IGDN
+_G_S_STRIDE2 = 9  # g_s[:9] ends with the stride-2 IGDN
 
 
 class IntraCodec(nn.Module):
@@ -213,6 +220,8 @@ class IntraCodec(nn.Module):
             for layer in (self.g_a_bypass, self.g_s_bypass):
                 nn.init.zeros_(layer.weight)
                 nn.init.zeros_(layer.bias)
+        if config.detail_units:
+            self.g_s_detail = nn.ModuleList([ResidualUnit(n), ResidualUnit(n)])  # after g_s[:7] and g_s[:9]
         self.hyperprior = HyperPrior(m, config.hyper_channels)
         self.slice_coder = SliceCoder(config.coding_slice_sizes, config.entropy_hidden)
         lambdas = torch.tensor(config.lambdas, dtype=torch.float32)
@@ -242,10 +251,14 @@ class IntraCodec(nn.Module):
     def synthesis(self, y_hat: Tensor, quality: int) -> Tensor:
         """Gained y_hat (B, M, h, w) -> x_hat (B, 3, 16h, 16w) (unclamped)."""
         y = y_hat * self._inv_gain(quality)
-        if not self.config.bypass:
-            return self.g_s(y)
-        stride8 = self.g_s[:_G_S_STRIDE8](y) + self.g_s_bypass(y)
-        return self.g_s[_G_S_STRIDE8:](stride8)
+        stride8 = self.g_s[:_G_S_STRIDE8](y)
+        if self.config.bypass:
+            stride8 = stride8 + self.g_s_bypass(y)
+        if not self.config.detail_units:
+            return self.g_s[_G_S_STRIDE8:](stride8)
+        stride4 = self.g_s_detail[0](self.g_s[_G_S_STRIDE8:_G_S_STRIDE4](stride8))
+        stride2 = self.g_s_detail[1](self.g_s[_G_S_STRIDE4:_G_S_STRIDE2](stride4))
+        return self.g_s[_G_S_STRIDE2:](stride2)
 
     # -- training --------------------------------------------------------------------------------
     def forward(self, x: Tensor, quality: int | None = None, noisy_y_hat: bool = False) -> RDOutput:

@@ -367,6 +367,25 @@ def test_bypass_starts_as_the_model_without_it_and_learns() -> None:
         assert not torch.equal(wide.synthesis(wide.analysis(x), 2), plain.synthesis(plain.analysis(x), 2))
 
 
+def test_detail_units_start_as_the_identity_and_learn() -> None:
+    """The g_s residual units start as the identity: weights without them load and decode the same;
+    the units' last convolutions get gradient at once, and once non-zero they change the output."""
+    plain = _tiny_model()
+    detailed = create_model(TINY, detail_units=True).eval()
+    result = detailed.load_state_dict(plain.state_dict(), strict=False)
+    assert result.missing_keys and all(k.startswith("g_s_detail.") for k in result.missing_keys)
+    assert not result.unexpected_keys
+    x = torch.rand(1, 3, 64, 96, generator=torch.Generator().manual_seed(4))
+    with torch.no_grad():
+        assert torch.equal(detailed.synthesis(detailed.analysis(x), 1), plain.synthesis(plain.analysis(x), 1))
+    ((detailed.synthesis(detailed.analysis(x), 1) - x) ** 2).mean().backward()
+    assert all(unit.body[2].weight.grad.abs().sum() > 0 for unit in detailed.g_s_detail)
+    with torch.no_grad():
+        for unit in detailed.g_s_detail:
+            unit.body[2].weight.normal_(0.0, 0.05)
+        assert not torch.equal(detailed.synthesis(detailed.analysis(x), 1), plain.synthesis(plain.analysis(x), 1))
+
+
 def test_learning_rate_warms_up_then_drops() -> None:
     """``lr_warmup_steps`` ramps the step size linearly from lr / warmup to lr; ``lr_drop_step`` then scales it."""
     from unittest import mock
