@@ -5,20 +5,34 @@ compressai's entropy models only code after ``update()`` has built their quantis
 failure deep inside the C++ coder. ``pack_strings``/``unpack_strings`` frame byte strings with u32
 little-endian lengths; every length is checked against the bytes actually present (and against a
 caller-given cap) before anything is sliced, so a damaged payload raises ``BitstreamError``.
+
+``entropy_tables``/``install_entropy_tables`` read and set those tables as plain tensors. ``update()``
+derives them from the learned densities in float32, and vectorised kernels differ between CPUs
+(AVX-512, AVX2, SSE), so one weights file can give tables that differ by a few CDF steps on another
+machine, and a rANS string then decodes to garbage there. Shipped models therefore carry their tables
+as data, computed once when the weights are exported (``registry.save_entropy_tables``).
 """
 
 from __future__ import annotations
 
 import struct
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 
-from torch import nn
+import torch
+from compressai.entropy_models import EntropyModel, GaussianConditional
+from torch import Tensor, nn
 
 from nvcodec.errors import BitstreamError, EntropyModelNotReadyError
 
-__all__ = ["require_ready", "split_aux_parameters", "pack_strings", "unpack_strings"]
+__all__ = ["require_ready", "entropy_tables", "install_entropy_tables", "split_aux_parameters", "pack_strings", "unpack_strings"]
 
 _U32 = struct.Struct("<I")
+_TABLES = ("_quantized_cdf", "_cdf_length", "_offset")
+
+
+def _table_names(module: EntropyModel) -> tuple[str, ...]:
+    # a Gaussian conditional also needs its scale table: build_indexes compares scales against it
+    return _TABLES + ("scale_table",) if isinstance(module, GaussianConditional) else _TABLES
 
 
 def require_ready(model: nn.Module, name: str) -> None:
@@ -33,6 +47,33 @@ def require_ready(model: nn.Module, name: str) -> None:
                 f"entropy model {name!r} has an empty {buffer_name} table: call update_entropy_models() "
                 "(compressai update()) before compress/decompress"
             )
+
+
+def entropy_tables(model: nn.Module) -> dict[str, Tensor]:
+    """The rANS tables of every compressai entropy model in ``model`` (each ``require_ready``), by
+    state-dict name: ``"<module>._quantized_cdf"``, ``._cdf_length``, ``._offset`` and, for a Gaussian
+    conditional, ``.scale_table``."""
+    tables = {}
+    for prefix, module in model.named_modules():
+        if isinstance(module, EntropyModel):
+            require_ready(module, prefix)
+            tables.update({f"{prefix}.{b}": getattr(module, b).detach().clone() for b in _table_names(module)})
+    return tables
+
+
+def install_entropy_tables(model: nn.Module, tables: Mapping[str, Tensor]) -> None:
+    """Set ``model``'s rANS tables to ``tables`` (as ``entropy_tables`` returns them), resizing the buffers.
+
+    The names must be exactly those of ``model``'s entropy models: ``ValueError`` otherwise, so a
+    tables file can never leave one entropy model with its own, machine-dependent tables.
+    """
+    modules = {prefix: m for prefix, m in model.named_modules() if isinstance(m, EntropyModel)}
+    expected = {f"{prefix}.{b}" for prefix, module in modules.items() for b in _table_names(module)}
+    if set(tables) != expected:
+        raise ValueError(f"entropy tables for {sorted(set(tables) ^ expected)} do not match the model's entropy models")
+    for prefix, module in modules.items():
+        for b in _table_names(module):  # as compressai's update() does: the buffer is replaced, shape and all
+            setattr(module, b, tables[f"{prefix}.{b}"].to(dtype=getattr(module, b).dtype, copy=True))
 
 
 def split_aux_parameters(model: nn.Module) -> tuple[list[nn.Parameter], list[nn.Parameter]]:

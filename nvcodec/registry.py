@@ -3,7 +3,10 @@
 Weights are safetensors files in ``nvcodec/weights/`` whose metadata holds the format version, the
 model name and the config (JSON); ``MANIFEST.json`` beside them lists each file's sha256. A stream
 records the first 16 hex digits of that sha256 (the *fingerprint*) so that a decoder refuses a
-stream made with other weights. Nothing here downloads anything.
+stream made with other weights. Beside each weights file, ``NAME.tables.safetensors`` (also in the
+manifest) holds the model's rANS tables as they were computed once, at export: a decoder uses them
+instead of rebuilding them, because rebuilt tables can differ between CPUs and a stream would then
+decode to garbage on another machine (``nvcodec.entropy.rans``). Nothing here downloads anything.
 """
 
 from __future__ import annotations
@@ -32,6 +35,7 @@ __all__ = [
     "create_model",
     "config_from_dict",
     "save_weights",
+    "save_entropy_tables",
     "load_weights",
     "load_codec",
     "weights_fingerprint",
@@ -63,6 +67,12 @@ class ModelSpec:
     @property
     def weights_path(self) -> Path | None:
         return WEIGHTS_DIR / self.weights_file if self.weights_file else None
+
+    @property
+    def tables_path(self) -> Path | None:
+        """``NAME.tables.safetensors`` beside the weights: the rANS tables computed at export."""
+        path = self.weights_path
+        return path.with_name(path.name.removesuffix(".safetensors") + ".tables.safetensors") if path else None
 
     @property
     def has_weights(self) -> bool:
@@ -267,6 +277,19 @@ def save_weights(model: Any, name: str, path: str | Path) -> str:
     return sha256_file(path)
 
 
+def save_entropy_tables(model: Any, path: str | Path) -> str:
+    """Write the rANS tables of ``model`` (updated) as safetensors; return the file's sha256."""
+    from safetensors.torch import save_file
+
+    from nvcodec.entropy import entropy_tables
+
+    path = Path(path)
+    tmp = path.with_name(path.name + ".tmp")
+    save_file({k: v.contiguous() for k, v in entropy_tables(model).items()}, str(tmp), metadata={"format_version": str(WEIGHTS_FORMAT_VERSION)})
+    tmp.replace(path)
+    return sha256_file(path)
+
+
 def sha256_file(path: str | Path) -> str:
     digest = hashlib.sha256()
     with open(path, "rb") as handle:
@@ -354,12 +377,19 @@ def load_codec(name: str, device: str = "cpu", allow_untrained: bool = False) ->
 
     ``allow_untrained`` builds a randomly initialised model when no weights ship (tests only; its
     fingerprint is the empty string). Its initialisation is seeded (the same weights in every
-    process, so its streams decode anywhere) on a forked generator: the caller's is left alone.
+    process) on a forked generator: the caller's is left alone. Shipped weights come with their rANS
+    tables (``tables_path``); untrained models rebuild theirs, as a file without tables does.
     """
     spec = get_spec(name)
+    tables = None
     if spec.has_weights:
         weights_fingerprint(name)  # verifies the sha256 against the manifest before loading
         model, _ = load_weights(spec.weights_path, name, device)
+        if spec.tables_path.is_file():  # the export's tables, the same on every machine
+            from safetensors.torch import load_file
+
+            _checked_sha256(spec.tables_path)
+            tables = load_file(str(spec.tables_path))
     elif allow_untrained:
         import torch
 
@@ -369,7 +399,12 @@ def load_codec(name: str, device: str = "cpu", allow_untrained: bool = False) ->
         model = model.to(device)
     else:
         raise UnknownModelError(f"model {name!r} has no shipped weights (expected {spec.weights_path})")
-    model.update_entropy_models()
+    if tables is None:  # rebuilt here: streams decode on CPUs whose float kernels give the same tables
+        model.update_entropy_models()
+    else:
+        from nvcodec.entropy import install_entropy_tables
+
+        install_entropy_tables(model, tables)
     return _import(spec.adapter_cls)(model, name, device)
 
 

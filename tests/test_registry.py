@@ -8,6 +8,7 @@ import json
 import pytest
 import torch
 
+import nvcodec
 from nvcodec import registry
 from nvcodec.container import CODEC_NAMES
 from nvcodec.errors import BitstreamError, ModelConfigError, UnknownModelError
@@ -155,6 +156,67 @@ def test_tampered_weights_are_refused(tmp_path, monkeypatch) -> None:
     with pytest.raises(UnknownModelError, match="manifest"):
         registry.weights_fingerprint("intra-tiny")
     registry._checked_sha256.cache_clear()
+
+
+@pytest.mark.parametrize("name", SHIPPED)
+def test_shipped_codecs_code_with_the_exported_entropy_tables(name: str) -> None:
+    """``load_codec`` installs ``NAME.tables.safetensors`` (listed in the manifest) instead of rebuilding
+    the tables, which on another CPU can differ and desynchronise the rANS decoder."""
+    from safetensors.torch import load_file
+
+    from nvcodec.entropy import entropy_tables
+
+    spec = registry.get_spec(name)
+    assert registry.read_manifest()[spec.tables_path.name] == registry.sha256_file(spec.tables_path)
+    stored = load_file(str(spec.tables_path))
+    installed = entropy_tables(registry.load_codec(name).model)
+    assert sorted(installed) == sorted(stored) and all(torch.equal(installed[k], stored[k]) for k in stored)
+
+
+def test_entropy_tables_install_into_a_fresh_model_and_code_the_same_bytes(tmp_path, monkeypatch) -> None:
+    """Tables saved beside a weights file are what ``load_codec`` codes with; a file that does not match
+    the manifest, or that lacks a table, is refused."""
+    import dataclasses
+
+    import numpy as np
+
+    from nvcodec.entropy import entropy_tables, install_entropy_tables
+
+    model = registry.create_model("intra-tiny").eval()
+    model.update_entropy_models()
+    monkeypatch.setattr(registry, "WEIGHTS_DIR", tmp_path)
+    spec = dataclasses.replace(registry.get_spec("intra-tiny"), weights_file="tiny.safetensors")
+    monkeypatch.setitem(registry.MODELS, "intra-tiny", spec)
+    monkeypatch.setattr(registry.ModelSpec, "weights_path", property(lambda s: tmp_path / s.weights_file if s.weights_file else None))
+    digest = registry.save_weights(model, "intra-tiny", tmp_path / "tiny.safetensors")
+    tables_digest = registry.save_entropy_tables(model, spec.tables_path)
+    assert spec.tables_path.name == "tiny.tables.safetensors"
+    (tmp_path / "MANIFEST.json").write_text(json.dumps({"tiny.safetensors": digest, spec.tables_path.name: tables_digest}))
+    registry._checked_sha256.cache_clear()
+    registry.load_codec.cache_clear()
+    try:
+        codec = registry.load_codec("intra-tiny")
+        tables = entropy_tables(model)
+        assert all(torch.equal(v, entropy_tables(codec.model)[k]) for k, v in tables.items())
+        frames = np.random.default_rng(0).integers(0, 256, (1, 32, 48, 3), dtype=np.uint8)
+        stream = nvcodec.encode(frames, codec="intra", model="intra-tiny", quality=1)
+        assert nvcodec.info(stream).weights == digest[:16]
+        rebuilt = registry.create_model("intra-tiny").eval()  # the same weights, tables rebuilt here
+        rebuilt.load_state_dict(model.state_dict())
+        rebuilt.update_entropy_models()
+        assert nvcodec.decode(stream).shape == frames.shape
+        x = torch.from_numpy(frames).permute(0, 3, 1, 2).float() / 255
+        assert codec.model.compress(x, 1) == rebuilt.compress(x, 1)  # this machine rebuilds the same tables
+        with pytest.raises(ValueError, match="scale_table"):
+            install_entropy_tables(codec.model, {k: v for k, v in tables.items() if not k.endswith("scale_table")})
+        (tmp_path / "MANIFEST.json").write_text(json.dumps({"tiny.safetensors": digest, spec.tables_path.name: "f" * 64}))
+        registry._checked_sha256.cache_clear()
+        registry.load_codec.cache_clear()
+        with pytest.raises(UnknownModelError, match="manifest"):
+            registry.load_codec("intra-tiny")
+    finally:
+        registry._checked_sha256.cache_clear()
+        registry.load_codec.cache_clear()
 
 
 def test_untrained_codec_is_seeded_without_touching_the_callers_generator() -> None:

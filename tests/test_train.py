@@ -48,13 +48,22 @@ def test_image_training_ddp_two_cpu_processes_then_export(tmp_path: Path, media:
     weights_dir = tmp_path / "weights"
     weights_dir.mkdir()
     path, digest = export_checkpoint(checkpoints[-1], "intra-tiny", weights_dir=weights_dir)
-    assert json.loads((weights_dir / "MANIFEST.json").read_text()) == {path.name: digest}
+    tables = weights_dir / "intra-tiny.tables.safetensors"  # the rANS tables, built from the file as written
+    assert json.loads((weights_dir / "MANIFEST.json").read_text()) == {path.name: digest, tables.name: registry.sha256_file(tables)}
     assert registry.sha256_file(path) == digest
     model, name = registry.load_weights(path)
     assert name == "intra-tiny"
     assert model.config == registry.create_config("intra-tiny")
     trained = {k[len("model."):]: v for k, v in state["state_dict"].items() if k.startswith("model.")}
     assert all(torch.equal(model.state_dict()[k], v) for k, v in trained.items())
+    from safetensors.torch import load_file
+
+    from nvcodec.entropy import entropy_tables
+
+    model.update_entropy_models()
+    stored = load_file(str(tables))
+    rebuilt = entropy_tables(model)
+    assert sorted(stored) == sorted(rebuilt) and all(torch.equal(stored[k], rebuilt[k]) for k in rebuilt)
 
 
 def test_hypernerv_training_runs_and_resumes(tmp_path: Path, media: Path) -> None:

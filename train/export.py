@@ -13,7 +13,7 @@ from nvcodec import registry
 from nvcodec.checkpoints import load_checkpoint, model_state
 from nvcodec.errors import InputError
 
-__all__ = ["export_checkpoint", "load_checkpoint", "model_state", "update_manifest"]
+__all__ = ["export_checkpoint", "load_checkpoint", "model_state", "update_manifest", "write_entropy_tables"]
 
 
 def update_manifest(weights_dir: Path, file_name: str, digest: str) -> None:
@@ -31,7 +31,9 @@ def export_checkpoint(
 ) -> tuple[Path, str]:
     """Load a Lightning checkpoint, rebuild its model, write ``NAME.safetensors``; return (path, sha256).
 
-    Floating tensors are stored in the registered model's ``storage_dtype`` (``save_weights``).
+    Floating tensors are stored in the registered model's ``storage_dtype`` (``save_weights``). The
+    rANS tables are then built from the file as written (its rounded parameters) and stored beside
+    it (``write_entropy_tables``).
     """
     spec = registry.get_spec(name)
     model = load_checkpoint(checkpoint, codec=spec.codec)
@@ -41,4 +43,19 @@ def export_checkpoint(
         raise InputError(f"{path} exists; pass --force to replace the shipped weights")
     digest = registry.save_weights(model, name, path)
     update_manifest(weights_dir, path.name, digest)
+    write_entropy_tables(path, name)
     return path, digest
+
+
+def write_entropy_tables(weights: str | Path, name: str) -> Path:
+    """Build the rANS tables of weights file ``weights`` on this machine and write them beside it as
+    ``NAME.tables.safetensors`` (listed in the manifest); decoders everywhere then use these tables.
+
+    Run once per weights file, on the machine whose tables its streams were coded with.
+    """
+    weights = Path(weights)
+    model, _ = registry.load_weights(weights, name)
+    model.update_entropy_models()
+    path = weights.with_name(weights.name.removesuffix(".safetensors") + ".tables.safetensors")
+    update_manifest(weights.parent, path.name, registry.save_entropy_tables(model, path))
+    return path
