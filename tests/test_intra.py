@@ -346,44 +346,34 @@ def test_init_weights_on_a_new_ladder_shift_the_gains(tmp_path: Path) -> None:
     assert torch.equal(same.log_gain, stored.log_gain)
 
 
-def test_bypass_starts_as_the_model_without_it_and_learns() -> None:
-    """The stride-16 bypass convolutions start at zero: a model without them loads into one with them and
-    computes the same function; both bypass layers get gradient from the first step, and once they are
-    non-zero they change the reconstruction."""
+@pytest.mark.parametrize(
+    "override, new_modules, zero_started",
+    [
+        ("bypass", ("g_a_bypass", "g_s_bypass"), ("g_a_bypass.weight", "g_s_bypass.weight")),
+        ("detail_units", ("g_s_detail",), ("g_s_detail.0.body.2.weight", "g_s_detail.1.body.2.weight")),
+    ],
+)
+def test_zero_initialised_additions_start_as_the_model_without_them_and_learn(
+    override: str, new_modules: tuple[str, ...], zero_started: tuple[str, ...]
+) -> None:
+    """The stride-16 bypass convolutions and the g_s residual units start at zero: a model without them
+    loads into one with them (only their own tensors missing) and computes the same function; their
+    zero-started weights get gradient from the first step, and once non-zero they change the output."""
     plain = _tiny_model()
-    wide = create_model(TINY, bypass=True).eval()
-    result = wide.load_state_dict(plain.state_dict(), strict=False)
-    assert sorted(result.missing_keys) == ["g_a_bypass.bias", "g_a_bypass.weight", "g_s_bypass.bias", "g_s_bypass.weight"]
+    grown = create_model(TINY, **{override: True}).eval()
+    result = grown.load_state_dict(plain.state_dict(), strict=False)
+    added = sorted(k for k in grown.state_dict() if k.split(".")[0] in new_modules)
+    assert added and sorted(result.missing_keys) == added
     assert not result.unexpected_keys
     x = torch.rand(1, 3, 64, 96, generator=torch.Generator().manual_seed(3))
     with torch.no_grad():
-        assert torch.equal(wide.synthesis(wide.analysis(x), 2), plain.synthesis(plain.analysis(x), 2))
-    loss = ((wide.synthesis(wide.analysis(x), 2) - x) ** 2).mean()
-    loss.backward()
-    assert wide.g_a_bypass.weight.grad.abs().sum() > 0 and wide.g_s_bypass.weight.grad.abs().sum() > 0
+        assert torch.equal(grown.synthesis(grown.analysis(x), 2), plain.synthesis(plain.analysis(x), 2))
+    ((grown.synthesis(grown.analysis(x), 2) - x) ** 2).mean().backward()
+    assert all(grown.get_parameter(name).grad.abs().sum() > 0 for name in zero_started)
     with torch.no_grad():
-        wide.g_a_bypass.weight.normal_(0.0, 0.05)
-        wide.g_s_bypass.weight.normal_(0.0, 0.05)
-        assert not torch.equal(wide.synthesis(wide.analysis(x), 2), plain.synthesis(plain.analysis(x), 2))
-
-
-def test_detail_units_start_as_the_identity_and_learn() -> None:
-    """The g_s residual units start as the identity: weights without them load and decode the same;
-    the units' last convolutions get gradient at once, and once non-zero they change the output."""
-    plain = _tiny_model()
-    detailed = create_model(TINY, detail_units=True).eval()
-    result = detailed.load_state_dict(plain.state_dict(), strict=False)
-    assert result.missing_keys and all(k.startswith("g_s_detail.") for k in result.missing_keys)
-    assert not result.unexpected_keys
-    x = torch.rand(1, 3, 64, 96, generator=torch.Generator().manual_seed(4))
-    with torch.no_grad():
-        assert torch.equal(detailed.synthesis(detailed.analysis(x), 1), plain.synthesis(plain.analysis(x), 1))
-    ((detailed.synthesis(detailed.analysis(x), 1) - x) ** 2).mean().backward()
-    assert all(unit.body[2].weight.grad.abs().sum() > 0 for unit in detailed.g_s_detail)
-    with torch.no_grad():
-        for unit in detailed.g_s_detail:
-            unit.body[2].weight.normal_(0.0, 0.05)
-        assert not torch.equal(detailed.synthesis(detailed.analysis(x), 1), plain.synthesis(plain.analysis(x), 1))
+        for name in zero_started:
+            grown.get_parameter(name).normal_(0.0, 0.05)
+        assert not torch.equal(grown.synthesis(grown.analysis(x), 2), plain.synthesis(plain.analysis(x), 2))
 
 
 def test_learning_rate_warms_up_then_drops() -> None:
