@@ -103,7 +103,8 @@ MODELS: dict[str, ModelSpec] = {
             # Frequency ordering off since 2026-12-02: at equal fine-tuning it cost 34 % rate on the
             # validation split (issue #14, train/configs/intra-ablation-no-freq-ft.yaml).
             # The stride-16 bypass and a wider ladder since phase 10 (issue #14, train/configs/intra-small-phase10.yaml).
-            config_overrides={"frequency_order": False, "bypass": True, "lambdas": (0.0018, 0.0045, 0.0114, 0.0286, 0.0717, 0.18)},
+            # g_s detail units since phase 11 (issue #14, train/configs/intra-small-phase11.yaml).
+            config_overrides={"frequency_order": False, "bypass": True, "detail_units": True, "lambdas": (0.0018, 0.0045, 0.0114, 0.0286, 0.0717, 0.18)},
             quality_levels=6,
             description="Hadamard window attention + four equal channel slices (ChARM + LRP), stride-16 bypass, variable rate",
             storage_dtype="float16",  # 4.2 M parameters: 8.4 MB in float16 (issue #14 allows up to 16 MB)
