@@ -71,13 +71,17 @@ class ModelSpec:
     @property
     def tables_path(self) -> Path | None:
         """``NAME.tables.safetensors`` beside the weights: the rANS tables computed at export."""
-        path = self.weights_path
-        return path.with_name(path.name.removesuffix(".safetensors") + ".tables.safetensors") if path else None
+        return tables_path_for(self.weights_path) if self.weights_path else None
 
     @property
     def has_weights(self) -> bool:
         path = self.weights_path
         return path is not None and path.is_file()
+
+
+def tables_path_for(weights: Path) -> Path:
+    """The rANS tables file that belongs beside weights file ``weights``."""
+    return weights.with_name(weights.name.removesuffix(".safetensors") + ".tables.safetensors")
 
 
 _INTRA = dict(
@@ -107,7 +111,7 @@ MODELS: dict[str, ModelSpec] = {
             config_overrides={"frequency_order": False, "bypass": True, "detail_units": True, "lambdas": (0.0018, 0.0045, 0.0114, 0.0286, 0.0717, 0.18)},
             quality_levels=6,
             description="Hadamard window attention + four equal channel slices (ChARM + LRP), stride-16 bypass, variable rate",
-            storage_dtype="float16",  # 4.2 M parameters: 8.4 MB in float16 (issue #14 allows up to 16 MB)
+            storage_dtype="float16",  # 4.3 M parameters: 8.7 MB in float16 (issue #14 allows up to 16 MB)
             **_INTRA,
         ),
         ModelSpec(
@@ -245,8 +249,6 @@ def _config_from_metadata(name: str, text: str, where: Path) -> Any:
 
 def save_weights(model: Any, name: str, path: str | Path) -> str:
     """Write ``model``'s state dict as safetensors with metadata; return the file's sha256."""
-    from safetensors.torch import save_file
-
     spec = get_spec(name)
     config = model.config
     if type(config).__name__ != spec.config_cls.rpartition(":")[2]:
@@ -271,22 +273,24 @@ def save_weights(model: Any, name: str, path: str | Path) -> str:
         "codec": spec.codec,
         "config": _config_to_json(config),
     }
-    path = Path(path)
-    tmp = path.with_name(path.name + ".tmp")
-    save_file(state, str(tmp), metadata=metadata)
-    tmp.replace(path)
-    return sha256_file(path)
+    return _save_safetensors(state, path, metadata)
 
 
 def save_entropy_tables(model: Any, path: str | Path) -> str:
     """Write the rANS tables of ``model`` (updated) as safetensors; return the file's sha256."""
-    from safetensors.torch import save_file
-
     from nvcodec.entropy import entropy_tables
+
+    tables = {k: v.contiguous() for k, v in entropy_tables(model).items()}
+    return _save_safetensors(tables, path, {"format_version": str(WEIGHTS_FORMAT_VERSION)})
+
+
+def _save_safetensors(tensors: dict[str, Any], path: str | Path, metadata: dict[str, str]) -> str:
+    """Write ``tensors`` atomically (temporary file, then rename); return the file's sha256."""
+    from safetensors.torch import save_file
 
     path = Path(path)
     tmp = path.with_name(path.name + ".tmp")
-    save_file({k: v.contiguous() for k, v in entropy_tables(model).items()}, str(tmp), metadata={"format_version": str(WEIGHTS_FORMAT_VERSION)})
+    save_file(tensors, str(tmp), metadata=metadata)
     tmp.replace(path)
     return sha256_file(path)
 

@@ -56,6 +56,6 @@ def write_entropy_tables(weights: str | Path, name: str) -> Path:
     weights = Path(weights)
     model, _ = registry.load_weights(weights, name)
     model.update_entropy_models()
-    path = weights.with_name(weights.name.removesuffix(".safetensors") + ".tables.safetensors")
+    path = registry.tables_path_for(weights)
     update_manifest(weights.parent, path.name, registry.save_entropy_tables(model, path))
     return path
