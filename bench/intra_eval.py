@@ -10,6 +10,7 @@ image, and the mean over images.
     python -m nvcodec.bench.intra_eval --checkpoint runs/intra-small/checkpoints/last.ckpt
     python -m nvcodec.bench.intra_eval --model intra-small            # shipped weights
     python -m nvcodec.bench.intra_eval --checkpoint ABLATION.ckpt --anchor-checkpoint REF.ckpt --no-jpeg
+    python -m nvcodec.bench.intra_eval --reference-checkpoint runs/intra-v2-twin-reference/checkpoints/last.ckpt
 
     python -m nvcodec.bench.intra_eval --model intra-small --split train/configs/intra-v2-diag-intra.yaml
     python -m nvcodec.bench.intra_eval --model intra-small --split CONFIG --refine-steps 0,100,200 --levels 3
@@ -18,6 +19,9 @@ image, and the mean over images.
 ``data.exclude`` lists (never trained on), found under ``--images`` (searched recursively).
 ``--refine-steps K,...`` adds encode-time refinement rows: bpp, PSNR and encode seconds per K.
 ``--anchor-checkpoint`` adds the BD-rate of the model against another checkpoint (ablations);
+``--reference-checkpoint`` evaluates the diagnosis reference (``codec/reference.py``, trained with
+``reference: true``) instead: its two rANS strings framed as an intra chunk in a one-frame ``.nvc``
+file of the same header, so that its bytes count what intra's do (no stream format decodes it);
 ``--spectrum`` prints the low-frequency energy share of each latent slice (``bench/analysis.py``).
 ``--ceiling`` prints, per image and level, the PSNR of the transforms alone (``g_s(g_a(x))`` with the
 level's gains and no quantisation) beside the coded PSNR from the real bytes: where the two are
@@ -42,18 +46,21 @@ from nvcodec import container, io
 from nvcodec.bench import classical
 from nvcodec.bench.bdrate import bd_rate
 from nvcodec.bench.analysis import slice_low_frequency_shares
-from nvcodec.codec.model import IntraCodec
-from nvcodec.checkpoints import load_checkpoint
-from nvcodec.codec.video import IntraVideoCodec
-from nvcodec.geometry import frames_to_tensor, tensor_to_frames
-from nvcodec.interface import EncodedVideo
+from nvcodec.codec.model import IntraCodec, IntraCompressed
+from nvcodec.codec.reference import GainedMeanScaleHyperprior, ReferenceConfig
+from nvcodec.checkpoints import load_checkpoint, model_state
+from nvcodec.codec.video import CHUNK_VERSION, IntraVideoCodec, pack_chunk
+from nvcodec.geometry import crop_to, frames_to_tensor, pad_to_multiple, tensor_to_frames
+from nvcodec.registry import config_from_dict
+from nvcodec.interface import ChunkData, EncodedVideo
 from nvcodec.io import read_video
 from nvcodec.metrics import psnr_rgb
 from nvcodec.registry import load_codec, weights_fingerprint
 
 __all__ = [
     "RDPoint", "ImageBDRate", "Timing", "RefinePoint", "CeilingPoint", "load_checkpoint_model", "validation_files",
-    "intra_points", "refine_points", "ceiling_points", "jpeg_points", "time_codec", "main",
+    "intra_points", "refine_points", "ceiling_points", "jpeg_points", "time_codec", "load_reference_checkpoint",
+    "reference_points", "main",
 ]
 
 DEFAULT_IMAGES = "../shared/media"
@@ -93,6 +100,40 @@ def load_checkpoint_model(path: str | Path) -> IntraCodec:
     model = load_checkpoint(path, codec="intra")
     model.update_entropy_models()
     return model
+
+
+def load_reference_checkpoint(path: str | Path) -> GainedMeanScaleHyperprior:
+    """Rebuild the diagnosis reference of a Lightning checkpoint of ``IntraSystem(reference=True)``, ready to code."""
+    state = torch.load(path, map_location="cpu", weights_only=False)
+    hparams = state.get("hyper_parameters", {})
+    if not hparams.get("reference"):
+        raise SystemExit(f"{path} did not train the reference (hyperparameter reference: true)")
+    model = GainedMeanScaleHyperprior(config_from_dict(ReferenceConfig(), hparams.get("model_overrides") or {}))
+    model.load_state_dict(model_state(state["state_dict"]), strict=True)
+    model.eval()
+    model.update_entropy_models()
+    return model
+
+
+def reference_points(model: GainedMeanScaleHyperprior, name: str, image: np.ndarray) -> list[RDPoint]:
+    """Like ``intra_points`` for the reference: real rANS strings, decoded from the strings; bytes of the
+    one-frame ``.nvc`` file they would make as an intra chunk (same header fields and framing)."""
+    height, width = image.shape[:2]
+    x = frames_to_tensor(image)[None]
+    padded = pad_to_multiple(x, model.config.pad_multiple)
+    points = []
+    for quality in range(model.config.quality_levels):
+        compressed = model.compress(padded, quality)
+        decoded = tensor_to_frames(crop_to(model.decompress(compressed), height, width)[0])
+        latent_hw = (padded.shape[-2] // 16, padded.shape[-1] // 16)
+        chunk = pack_chunk(IntraCompressed(compressed.y_string, compressed.z_string, quality, (height, width), latent_hw))
+        stream = container.pack_stream(
+            codec="intra", model="intra-small", weights=weights_fingerprint("intra-small"), width=width, height=height,
+            fps=io.DEFAULT_FPS, params={"quality": quality, "chunk_version": CHUNK_VERSION, "pad_multiple": model.config.pad_multiple},
+            chunks=[ChunkData(0, 1, chunk)],
+        )
+        points.append(RDPoint(name, "reference", quality, len(stream), 8.0 * len(stream) / (height * width), psnr_rgb(image, decoded)))
+    return points
 
 
 def validation_files(config: str | Path, images: str | Path) -> list[Path]:
@@ -257,6 +298,7 @@ def main(argv: list[str] | None = None) -> int:
     source = parser.add_mutually_exclusive_group()
     source.add_argument("--checkpoint", help="Lightning checkpoint of IntraSystem")
     source.add_argument("--model", default="intra-small", help="registered model with shipped weights")
+    source.add_argument("--reference-checkpoint", help="Lightning checkpoint of IntraSystem(reference=True): the compressai reference")
     parser.add_argument("--anchor-checkpoint", help="also report BD-rate against this IntraSystem checkpoint")
     parser.add_argument("--spectrum", action="store_true", help="print each slice's low-frequency energy share")
     parser.add_argument("--ceiling", action="store_true", help="PSNR of the transforms without quantisation vs coded")
@@ -271,7 +313,13 @@ def main(argv: list[str] | None = None) -> int:
     args = parser.parse_args(argv)
     torch.set_num_threads(args.threads)
 
-    if args.checkpoint:
+    reference = load_reference_checkpoint(args.reference_checkpoint) if args.reference_checkpoint else None
+    if reference is not None and (args.refine_steps is not None or args.ceiling or args.spectrum or args.timing or args.anchor_checkpoint):
+        parser.error("--reference-checkpoint gives RD points only (no --refine-steps, --ceiling, --spectrum, --timing, --anchor-checkpoint)")
+    if reference is not None:
+        codec = None
+        label = args.reference_checkpoint
+    elif args.checkpoint:
         model = load_checkpoint_model(args.checkpoint)
         codec = IntraVideoCodec(model, "intra-small")
         label = args.checkpoint
@@ -321,7 +369,7 @@ def main(argv: list[str] | None = None) -> int:
         return 0
     print(f"{'image':18s} {'q':>2s} {'bytes':>7s} {'bpp':>7s} {'psnr':>6s}")
     for name, image in images.items():
-        intra = intra_points(codec, name, image)
+        intra = reference_points(reference, name, image) if reference is not None else intra_points(codec, name, image)
         for point in intra:
             print(f"{name:18s} {point.setting:2d} {point.num_bytes:7d} {point.bpp:7.4f} {point.psnr_rgb:6.2f}")
         points.extend(intra)

@@ -133,3 +133,32 @@ def test_reference_codes_real_bytes() -> None:
     low, high = model.compress(x, 0), model.compress(x, 5)
     assert low.num_bytes == len(low.y_string) + len(low.z_string) + 16
     assert model.decompress(high).shape == x.shape
+
+
+def test_reference_rd_points_count_the_bytes_of_an_intra_file_of_the_same_image() -> None:
+    """``intra_eval --reference-checkpoint``: the reference's strings framed as an intra chunk in a one-frame
+    ``.nvc`` file, so that its rate counts what intra's does (``stream_bytes`` of an intra-small encode)."""
+    from dataclasses import replace
+
+    from nvcodec.bench.intra_eval import reference_points, stream_bytes
+    from nvcodec.codec.model import IntraCompressed
+    from nvcodec.codec.video import pack_chunk
+    from nvcodec.interface import ChunkData
+
+    if not get_spec("intra-small").has_weights:
+        pytest.skip("intra-small weights not shipped")
+    torch.manual_seed(0)
+    model = GainedMeanScaleHyperprior(ReferenceConfig(channels=16, latent_channels=24)).eval()
+    model.update_entropy_models()
+    image = moving_clip(1, 40, 56)[0]
+    points = reference_points(model, "clip", image)
+    assert [p.setting for p in points] == list(range(model.config.quality_levels))
+    padded = torch.nn.functional.pad(frames_to_tensor(image)[None], (0, 8, 0, 24), mode="replicate")  # to 64 x 64
+    codec = load_codec("intra-small")
+    for point in points:
+        ref = model.compress(padded, point.setting)
+        chunk = pack_chunk(IntraCompressed(ref.y_string, ref.z_string, point.setting, (40, 56), (4, 4)))
+        encoded = codec.encode(image[None], point.setting)
+        assert point.num_bytes == stream_bytes(codec, image, replace(encoded, chunks=[ChunkData(0, 1, chunk)]))
+        assert point.num_bytes > len(ref.y_string) + len(ref.z_string) + 16
+        assert point.bpp == 8.0 * point.num_bytes / (40 * 56)
