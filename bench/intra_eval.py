@@ -47,11 +47,10 @@ from nvcodec.bench import classical
 from nvcodec.bench.bdrate import bd_rate
 from nvcodec.bench.analysis import slice_low_frequency_shares
 from nvcodec.codec.model import IntraCodec, IntraCompressed
-from nvcodec.codec.reference import GainedMeanScaleHyperprior, ReferenceConfig
-from nvcodec.checkpoints import load_checkpoint, model_state
-from nvcodec.codec.video import CHUNK_VERSION, IntraVideoCodec, pack_chunk
+from nvcodec.codec.reference import GainedMeanScaleHyperprior
+from nvcodec.checkpoints import load_checkpoint, load_reference_checkpoint as _read_reference
+from nvcodec.codec.video import IntraVideoCodec, header_params, pack_chunk
 from nvcodec.geometry import crop_to, frames_to_tensor, pad_to_multiple, tensor_to_frames
-from nvcodec.registry import config_from_dict
 from nvcodec.interface import ChunkData, EncodedVideo
 from nvcodec.io import read_video
 from nvcodec.metrics import psnr_rgb
@@ -70,7 +69,7 @@ JPEG_QUALITIES = tuple(range(5, 100, 5))
 @dataclass(frozen=True)
 class RDPoint:
     image: str
-    codec: str  # "intra" | "jpeg"
+    codec: str  # "intra" | "jpeg" | "reference" (the diagnosis reference)
     setting: int  # intra quality level or JPEG quality
     num_bytes: int
     bpp: float
@@ -103,36 +102,25 @@ def load_checkpoint_model(path: str | Path) -> IntraCodec:
 
 
 def load_reference_checkpoint(path: str | Path) -> GainedMeanScaleHyperprior:
-    """Rebuild the diagnosis reference of a Lightning checkpoint of ``IntraSystem(reference=True)``, ready to code."""
-    state = torch.load(path, map_location="cpu", weights_only=False)
-    hparams = state.get("hyper_parameters", {})
-    if not hparams.get("reference"):
-        raise SystemExit(f"{path} did not train the reference (hyperparameter reference: true)")
-    model = GainedMeanScaleHyperprior(config_from_dict(ReferenceConfig(), hparams.get("model_overrides") or {}))
-    model.load_state_dict(model_state(state["state_dict"]), strict=True)
-    model.eval()
+    """Rebuild the diagnosis reference of a checkpoint of ``IntraSystem(reference=True)``, ready to code."""
+    model = _read_reference(path)
     model.update_entropy_models()
     return model
 
 
 def reference_points(model: GainedMeanScaleHyperprior, name: str, image: np.ndarray) -> list[RDPoint]:
-    """Like ``intra_points`` for the reference: real rANS strings, decoded from the strings; bytes of the
-    one-frame ``.nvc`` file they would make as an intra chunk (same header fields and framing)."""
+    """Like ``intra_points`` for the reference: real rANS strings, PSNR of what decodes from them; bytes
+    of the one-frame ``.nvc`` file they make as an intra-small chunk (same header and framing)."""
     height, width = image.shape[:2]
-    x = frames_to_tensor(image)[None]
-    padded = pad_to_multiple(x, model.config.pad_multiple)
+    padded = pad_to_multiple(frames_to_tensor(image)[None], model.config.pad_multiple)
+    latent_hw = (padded.shape[-2] // model.config.stride, padded.shape[-1] // model.config.stride)
     points = []
     for quality in range(model.config.quality_levels):
         compressed = model.compress(padded, quality)
         decoded = tensor_to_frames(crop_to(model.decompress(compressed), height, width)[0])
-        latent_hw = (padded.shape[-2] // 16, padded.shape[-1] // 16)
         chunk = pack_chunk(IntraCompressed(compressed.y_string, compressed.z_string, quality, (height, width), latent_hw))
-        stream = container.pack_stream(
-            codec="intra", model="intra-small", weights=weights_fingerprint("intra-small"), width=width, height=height,
-            fps=io.DEFAULT_FPS, params={"quality": quality, "chunk_version": CHUNK_VERSION, "pad_multiple": model.config.pad_multiple},
-            chunks=[ChunkData(0, 1, chunk)],
-        )
-        points.append(RDPoint(name, "reference", quality, len(stream), 8.0 * len(stream) / (height * width), psnr_rgb(image, decoded)))
+        num_bytes = file_bytes("intra", "intra-small", height, width, header_params(quality, model.config.pad_multiple), [ChunkData(0, 1, chunk)])
+        points.append(RDPoint(name, "reference", quality, num_bytes, 8.0 * num_bytes / (height * width), psnr_rgb(image, decoded)))
     return points
 
 
@@ -232,9 +220,14 @@ def jpeg_points(name: str, image: np.ndarray, qualities: tuple[int, ...] = JPEG_
 def stream_bytes(codec: IntraVideoCodec, image: np.ndarray, encoded: EncodedVideo) -> int:
     """Size of the complete ``.nvc`` file of one coded image, packed as ``nvcodec.encode`` packs it."""
     height, width = image.shape[:2]
+    return file_bytes(codec.codec_name, codec.model_name, height, width, dict(encoded.params), list(encoded.chunks))
+
+
+def file_bytes(codec: str, model: str, height: int, width: int, params: dict, chunks: list[ChunkData]) -> int:
+    """Size of the complete ``.nvc`` file with this header and these chunks."""
     stream = container.pack_stream(
-        codec=codec.codec_name, model=codec.model_name, weights=weights_fingerprint(codec.model_name), width=width, height=height,
-        fps=io.DEFAULT_FPS, params=dict(encoded.params), chunks=list(encoded.chunks),
+        codec=codec, model=model, weights=weights_fingerprint(model), width=width, height=height,
+        fps=io.DEFAULT_FPS, params=params, chunks=chunks,
     )
     return len(stream)
 
@@ -313,9 +306,9 @@ def main(argv: list[str] | None = None) -> int:
     args = parser.parse_args(argv)
     torch.set_num_threads(args.threads)
 
-    reference = load_reference_checkpoint(args.reference_checkpoint) if args.reference_checkpoint else None
-    if reference is not None and (args.refine_steps is not None or args.ceiling or args.spectrum or args.timing or args.anchor_checkpoint):
+    if args.reference_checkpoint and (args.refine_steps is not None or args.ceiling or args.spectrum or args.timing or args.anchor_checkpoint):
         parser.error("--reference-checkpoint gives RD points only (no --refine-steps, --ceiling, --spectrum, --timing, --anchor-checkpoint)")
+    reference = load_reference_checkpoint(args.reference_checkpoint) if args.reference_checkpoint else None
     if reference is not None:
         codec = None
         label = args.reference_checkpoint
@@ -377,7 +370,8 @@ def main(argv: list[str] | None = None) -> int:
             jpeg.extend(jpeg_points(name, image))
     results: list[ImageBDRate] = []
     if jpeg:
-        results = _bd_table("BD-rate of intra vs JPEG (PSNR-RGB, pchip over log-rate):", "jpeg", jpeg, points)
+        tested = "the reference" if reference is not None else "intra"
+        results = _bd_table(f"BD-rate of {tested} vs JPEG (PSNR-RGB, pchip over log-rate):", "jpeg", jpeg, points)
     anchor_results: list[ImageBDRate] = []
     if args.anchor_checkpoint:
         anchor_codec = IntraVideoCodec(load_checkpoint_model(args.anchor_checkpoint), "intra-small")

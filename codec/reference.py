@@ -3,7 +3,8 @@
 Diagnosis reference only (issue #14): it answers "do intra's additions (attention, frequency
 disentangle, slices, LRP) cost quality at equal training time?". Nothing ships with it and no
 stream format carries it; ``compress`` returns the two rANS strings, and ``num_bytes`` counts them
-plus the 16-byte framing an intra chunk adds, so that its rate is comparable with intra's chunks.
+plus the framing an intra chunk adds (``CHUNK_FRAMING``), so that its rate is comparable with intra's
+chunks (``bench/intra_eval.py --reference-checkpoint`` counts a whole one-frame file).
 
     x --g_a--> y * gain[q] --h_a--> z --EB--> z_hat --h_s--> (scale, mean)
       y_hat = round(y - mean) + mean (straight-through) --* inv_gain[q]--> g_s --> x_hat
@@ -18,6 +19,7 @@ from compressai.models import MeanScaleHyperprior
 from torch import Tensor, nn
 
 from nvcodec.codec.model import DEFAULT_LAMBDAS, RDOutput
+from nvcodec.codec.video import CHUNK_FRAMING
 from nvcodec.entropy.slices import scale_table
 
 __all__ = ["ReferenceConfig", "GainedMeanScaleHyperprior", "ReferenceCompressed"]
@@ -34,6 +36,10 @@ class ReferenceConfig:
         return len(self.lambdas)
 
     @property
+    def stride(self) -> int:
+        return 16  # y's stride, as intra's
+
+    @property
     def pad_multiple(self) -> int:
         return 64
 
@@ -47,7 +53,7 @@ class ReferenceCompressed:
 
     @property
     def num_bytes(self) -> int:
-        return len(self.y_string) + len(self.z_string) + 16
+        return len(self.y_string) + len(self.z_string) + CHUNK_FRAMING
 
 
 class GainedMeanScaleHyperprior(nn.Module):

@@ -45,12 +45,13 @@ from nvcodec.errors import BitstreamError, InputError, NvcodecError, Unsupported
 from nvcodec.geometry import frames_to_tensor, tensor_to_frames
 from nvcodec.interface import MAX_SIDE, ChunkData, EncodedVideo, JSONValue, ProgressFn, StreamParams, VideoCodec, single_thread
 
-__all__ = ["IntraVideoCodec", "IntraParams", "CHUNK_VERSION", "CHUNK_VERSIONS", "pack_chunk", "unpack_chunk"]
+__all__ = ["IntraVideoCodec", "IntraParams", "CHUNK_VERSION", "CHUNK_VERSIONS", "CHUNK_FRAMING", "header_params", "pack_chunk", "unpack_chunk"]
 
 CHUNK_VERSION = 2  # written
 CHUNK_VERSIONS = (1, 2)  # decoded
 _HEADER_V1 = struct.Struct("<BBHIIHH")
 _HEADER_V2 = struct.Struct("<BHH")
+CHUNK_FRAMING = _HEADER_V2.size + 2 * 4  # bytes a written chunk adds to its two strings: header + two u32 lengths
 
 
 @dataclass(frozen=True)
@@ -60,6 +61,11 @@ class IntraParams(StreamParams):
     quality: int
     chunk_version: int
     latent_hw: tuple[int, int]
+
+
+def header_params(quality: int, pad_multiple: int) -> dict[str, JSONValue]:
+    """The header params of a stream this build writes."""
+    return {"quality": quality, "chunk_version": CHUNK_VERSION, "pad_multiple": pad_multiple}
 
 
 def pack_chunk(compressed: IntraCompressed, version: int = CHUNK_VERSION) -> bytes:
@@ -148,7 +154,7 @@ class IntraVideoCodec(VideoCodec):
                 if progress is not None:
                     progress(1)
         height, width = frames.shape[1:3]
-        params = {"quality": quality, "chunk_version": CHUNK_VERSION, "pad_multiple": self.model.config.pad_multiple}
+        params = header_params(quality, self.model.config.pad_multiple)
         stats = {"chunk_bpp": total_bits / (frames.shape[0] * height * width)}
         return EncodedVideo(params=params, chunks=chunks, reconstruction=reconstruction, stats=stats)
 

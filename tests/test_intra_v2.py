@@ -9,6 +9,7 @@ import torch
 
 from nvcodec.codec.model import IntraCodec
 from nvcodec.codec.reference import GainedMeanScaleHyperprior, ReferenceConfig
+from nvcodec.codec.video import CHUNK_FRAMING
 from nvcodec.errors import InputError
 from nvcodec.geometry import frames_to_tensor
 from nvcodec.registry import create_model, get_spec, load_codec, load_weights, restore_constants, save_weights
@@ -131,19 +132,21 @@ def test_reference_codes_real_bytes() -> None:
     out = model(x, 1)
     assert out.x_hat.shape == x.shape and out.y_likelihoods.shape[1] == 24
     low, high = model.compress(x, 0), model.compress(x, 5)
-    assert low.num_bytes == len(low.y_string) + len(low.z_string) + 16
+    assert low.num_bytes == len(low.y_string) + len(low.z_string) + CHUNK_FRAMING
     assert model.decompress(high).shape == x.shape
 
 
 def test_reference_rd_points_count_the_bytes_of_an_intra_file_of_the_same_image() -> None:
     """``intra_eval --reference-checkpoint``: the reference's strings framed as an intra chunk in a one-frame
-    ``.nvc`` file, so that its rate counts what intra's does (``stream_bytes`` of an intra-small encode)."""
+    ``.nvc`` file, so that its rate counts what intra's does (``stream_bytes`` of an intra-small encode),
+    and its PSNR is that of what decodes from the strings."""
     from dataclasses import replace
 
     from nvcodec.bench.intra_eval import reference_points, stream_bytes
-    from nvcodec.codec.model import IntraCompressed
-    from nvcodec.codec.video import pack_chunk
+    from nvcodec.codec.video import pack_chunk, unpack_chunk
+    from nvcodec.geometry import crop_to, tensor_to_frames
     from nvcodec.interface import ChunkData
+    from nvcodec.metrics import psnr_rgb
 
     if not get_spec("intra-small").has_weights:
         pytest.skip("intra-small weights not shipped")
@@ -157,8 +160,34 @@ def test_reference_rd_points_count_the_bytes_of_an_intra_file_of_the_same_image(
     codec = load_codec("intra-small")
     for point in points:
         ref = model.compress(padded, point.setting)
-        chunk = pack_chunk(IntraCompressed(ref.y_string, ref.z_string, point.setting, (40, 56), (4, 4)))
-        encoded = codec.encode(image[None], point.setting)
+        decoded = tensor_to_frames(crop_to(model.decompress(ref), 40, 56)[0])
+        assert point.psnr_rgb == psnr_rgb(image, decoded)
+        encoded = codec.encode(image[None], point.setting)  # an intra-small file of the image: its header, framing
+        stream = codec.stream_params(encoded.params, 40, 56)
+        intra_chunk = encoded.chunks[0].payload
+        assert len(intra_chunk) == codec.model.compress(padded, point.setting).num_bytes + CHUNK_FRAMING
+        ours = replace(unpack_chunk(intra_chunk, stream), y_string=ref.y_string, z_string=ref.z_string)
+        chunk = pack_chunk(ours)  # the reference's strings in intra's chunk: it parses as one, at ref.num_bytes
+        assert unpack_chunk(chunk, stream) == ours and len(chunk) == ref.num_bytes
         assert point.num_bytes == stream_bytes(codec, image, replace(encoded, chunks=[ChunkData(0, 1, chunk)]))
-        assert point.num_bytes > len(ref.y_string) + len(ref.z_string) + 16
         assert point.bpp == 8.0 * point.num_bytes / (40 * 56)
+
+
+def test_reference_checkpoints_read_only_as_the_reference(tmp_path) -> None:
+    from nvcodec.checkpoints import load_checkpoint, load_reference_checkpoint
+
+    torch.manual_seed(0)
+    model = GainedMeanScaleHyperprior(ReferenceConfig(channels=16, latent_channels=24))
+    hparams = {"reference": True, "model_name": "intra-small", "model_overrides": {"channels": 16, "latent_channels": 24}}
+    path = tmp_path / "reference.ckpt"
+    torch.save({"hyper_parameters": hparams, "state_dict": {f"model.{k}": v for k, v in model.state_dict().items()}}, path)
+    loaded = load_reference_checkpoint(path)
+    assert isinstance(loaded, GainedMeanScaleHyperprior) and not loaded.training
+    assert all(torch.equal(a, b) for a, b in zip(loaded.state_dict().values(), model.state_dict().values()))
+    with pytest.raises(InputError, match="diagnosis reference"):
+        load_checkpoint(path, codec="intra")
+    torch.save({"hyper_parameters": {**hparams, "reference": False}, "state_dict": {}}, path)
+    with pytest.raises(InputError, match="did not train the diagnosis reference"):
+        load_reference_checkpoint(path)
+    with pytest.raises(InputError, match="not found"):
+        load_reference_checkpoint(tmp_path / "missing.ckpt")
