@@ -48,7 +48,7 @@ from nvcodec.bench.bdrate import bd_rate
 from nvcodec.bench.analysis import slice_low_frequency_shares
 from nvcodec.codec.model import IntraCodec, IntraCompressed
 from nvcodec.codec.reference import GainedMeanScaleHyperprior
-from nvcodec.checkpoints import load_checkpoint, load_reference_checkpoint as _read_reference
+from nvcodec.checkpoints import load_checkpoint, load_reference_checkpoint
 from nvcodec.codec.video import IntraVideoCodec, header_params, pack_chunk
 from nvcodec.geometry import crop_to, frames_to_tensor, pad_to_multiple, tensor_to_frames
 from nvcodec.interface import ChunkData, EncodedVideo
@@ -58,7 +58,7 @@ from nvcodec.registry import load_codec, weights_fingerprint
 
 __all__ = [
     "RDPoint", "ImageBDRate", "Timing", "RefinePoint", "CeilingPoint", "load_checkpoint_model", "validation_files",
-    "intra_points", "refine_points", "ceiling_points", "jpeg_points", "time_codec", "load_reference_checkpoint",
+    "intra_points", "refine_points", "ceiling_points", "jpeg_points", "time_codec", "load_reference_model",
     "reference_points", "main",
 ]
 
@@ -101,9 +101,9 @@ def load_checkpoint_model(path: str | Path) -> IntraCodec:
     return model
 
 
-def load_reference_checkpoint(path: str | Path) -> GainedMeanScaleHyperprior:
+def load_reference_model(path: str | Path) -> GainedMeanScaleHyperprior:
     """Rebuild the diagnosis reference of a checkpoint of ``IntraSystem(reference=True)``, ready to code."""
-    model = _read_reference(path)
+    model = load_reference_checkpoint(path)
     model.update_entropy_models()
     return model
 
@@ -308,7 +308,7 @@ def main(argv: list[str] | None = None) -> int:
 
     if args.reference_checkpoint and (args.refine_steps is not None or args.ceiling or args.spectrum or args.timing or args.anchor_checkpoint):
         parser.error("--reference-checkpoint gives RD points only (no --refine-steps, --ceiling, --spectrum, --timing, --anchor-checkpoint)")
-    reference = load_reference_checkpoint(args.reference_checkpoint) if args.reference_checkpoint else None
+    reference = load_reference_model(args.reference_checkpoint) if args.reference_checkpoint else None
     if reference is not None:
         codec = None
         label = args.reference_checkpoint

@@ -33,6 +33,12 @@ def _read(checkpoint: str | Path) -> dict[str, Any]:
         raise InputError(f"cannot read checkpoint {checkpoint}: {exc}") from None
 
 
+def _with_weights(model: Any, state: dict[str, Any]) -> Any:
+    """``model`` with the checkpoint's ``model.*`` weights (strict), in eval mode."""
+    model.load_state_dict(model_state(state["state_dict"]), strict=True)
+    return model.eval()
+
+
 def load_checkpoint(checkpoint: str | Path, codec: str | None = None) -> Any:
     """Read a Lightning checkpoint of any training system here -> its model, in eval mode.
 
@@ -48,10 +54,7 @@ def load_checkpoint(checkpoint: str | Path, codec: str | None = None) -> Any:
     trained_name = hparams.get("model_name")
     if trained_name is None or (codec is not None and registry.get_spec(trained_name).codec != codec):
         raise InputError(f"checkpoint {checkpoint} trained {trained_name!r}, not a {codec or 'registered'} model")
-    model = registry.create_model(trained_name, **dict(hparams.get("model_overrides") or {}))
-    model.load_state_dict(model_state(state["state_dict"]), strict=True)
-    model.eval()
-    return model
+    return _with_weights(registry.create_model(trained_name, **dict(hparams.get("model_overrides") or {})), state)
 
 
 def load_reference_checkpoint(checkpoint: str | Path) -> Any:
@@ -62,7 +65,4 @@ def load_reference_checkpoint(checkpoint: str | Path) -> Any:
     hparams = state.get("hyper_parameters", {})
     if not hparams.get("reference"):
         raise InputError(f"checkpoint {checkpoint} did not train the diagnosis reference (reference: true)")
-    model = GainedMeanScaleHyperprior(registry.config_from_dict(ReferenceConfig(), hparams.get("model_overrides") or {}))
-    model.load_state_dict(model_state(state["state_dict"]), strict=True)
-    model.eval()
-    return model
+    return _with_weights(GainedMeanScaleHyperprior(registry.config_from_dict(ReferenceConfig(), hparams.get("model_overrides") or {})), state)

@@ -386,12 +386,13 @@ class FuzzReport:
 
 class _Watchdog:
     """Ends the process if one decode runs far past its limit (a C call that never lets the
-    timer's signal handler run): ``cpu_limit`` seconds of process CPU time, or 10 minutes of wall time."""
+    timer's signal handler run): ``cpu_limit`` seconds of process CPU time, or ``wall_limit`` of wall time."""
 
     WALL_LIMIT = 600.0
 
-    def __init__(self, cpu_limit: float, on_expire: Callable[[], None]) -> None:
+    def __init__(self, cpu_limit: float, on_expire: Callable[[], None], wall_limit: float = WALL_LIMIT) -> None:
         self.cpu_limit = cpu_limit
+        self.wall_limit = wall_limit
         self.on_expire = on_expire
         self.started: tuple[float, float] | None = None  # (process CPU time, wall time) at the case's start
         threading.Thread(target=self._watch, daemon=True).start()
@@ -408,7 +409,7 @@ class _Watchdog:
             started = self.started
             if started is None:
                 continue
-            if time.process_time() - started[0] > self.cpu_limit or time.monotonic() - started[1] > self.WALL_LIMIT:
+            if time.process_time() - started[0] > self.cpu_limit or time.monotonic() - started[1] > self.wall_limit:
                 self.on_expire()
                 os._exit(3)
 

@@ -109,8 +109,7 @@ def run_cases(seed_path: Path, seed: int, first: int, work: Path) -> None:
     Stops at the first bad outcome."""
     original = seed_path.read_bytes()
     rng = random.Random(seed)
-    watchdog = _Watchdog(HANG_S, on_expire=lambda: print("hang", flush=True))
-    watchdog.WALL_LIMIT = HANG_S
+    watchdog = hang_watchdog()
     previous: Path | None = None
     for index in range(CASES_PER_SEED):
         kind, data = mutate(original, rng)  # drawn for every index, so case i is the same in any child
@@ -130,10 +129,14 @@ def run_cases(seed_path: Path, seed: int, first: int, work: Path) -> None:
             return
 
 
+def hang_watchdog() -> _Watchdog:
+    """Ends the child (exit 3) when one decode passes ``HANG_S`` of CPU or wall time."""
+    return _Watchdog(HANG_S, on_expire=lambda: print("hang", file=sys.stderr, flush=True), wall_limit=HANG_S)
+
+
 def replay(path: Path) -> None:
     """The child of a replay: one input, under the same watchdog; prints its outcome."""
-    watchdog = _Watchdog(HANG_S, on_expire=lambda: print("hang", flush=True))
-    watchdog.WALL_LIMIT = HANG_S
+    watchdog = hang_watchdog()
     watchdog.start()
     print(decode_case(path), flush=True)
 
@@ -157,8 +160,6 @@ def parse_child(stdout: str, first: int) -> tuple[list[tuple[int, str, str]], tu
     begun: tuple[int, str] | None = None
     expected = first
     for line in lines:
-        if line == "hang":
-            continue
         match = LINE.fullmatch(line)
         assert match, f"unexpected line from the fuzz child: {line!r}\n{stdout[-2000:]}"
         word, index, rest = match[1], int(match[2]), match[3]
@@ -179,27 +180,29 @@ def test_mutated_videos_decode_or_raise_input_error(tmp_path: Path, fmt: str, se
     seed_file(seed_path, fmt)
     assert io.read_video(seed_path).frames.shape == (4, 32, 32, 3)
     outcomes: Counter[str] = Counter()
+
+    def keep(index: int) -> Path:
+        kept = tmp_path.parent / f"io-fuzz-{fmt}-{index}.bin"
+        kept.write_bytes((tmp_path / f"case-{index}.bin").read_bytes())
+        return kept
+
     first = 0
     while first < CASES_PER_SEED:
         status, stdout, stderr = run_child("cases", str(seed_path), str(seed), str(first), str(tmp_path))
         done, begun = parse_child(stdout, first)
         for index, kind, outcome in done:
             if outcome.startswith("bad"):
-                kept = tmp_path.parent / f"io-fuzz-{fmt}-{index}.bin"
-                kept.write_bytes((tmp_path / f"case-{index}.bin").read_bytes())
-                pytest.fail(f"case {index} ({kind}, seed {seed}): {outcome}; input kept at {kept}")
-            outcomes[outcome] += 1
+                pytest.fail(f"case {index} ({kind}, seed {seed}): {outcome}; input kept at {keep(index)}")
         if status == 0 and begun is None:
+            outcomes.update(outcome for *_, outcome in done)
             assert done and done[-1][0] == CASES_PER_SEED - 1, stdout[-2000:]
             break
-        # The child died (a native crash, or the watchdog on a hang) in case ``begun``, or after the
-        # last case it finished (tearing it down): keep that input and replay it alone.
+        # The child died (a native crash, or the watchdog on a hang) in case ``begun``, or just after
+        # the last case it finished (tearing it down): keep that input and replay it alone.
         assert begun or done, f"fuzz child died before its first case (exit {status}): {stderr[-2000:]}"
-        index, kind = begun if begun else done[-1][:2]
-        if not begun:
-            outcomes[done[-1][2]] -= 1  # counted again below, as this case's outcome
-        kept = tmp_path.parent / f"io-fuzz-{fmt}-{index}.bin"
-        kept.write_bytes((tmp_path / f"case-{index}.bin").read_bytes())
+        index, kind = begun or done.pop()[:2]
+        outcomes.update(outcome for *_, outcome in done)
+        kept = keep(index)
         replays = [run_child("replay", str(kept)) for _ in range(REPLAYS)]
         failed = [(code, out.strip(), err[-1000:]) for code, out, err in replays if code != 0 or not out.strip() or out.startswith("bad")]
         assert not failed, (
