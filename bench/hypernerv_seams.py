@@ -46,9 +46,11 @@ DEFAULT_INPUTS = (
 
 
 def load(spec: str, frames: int) -> tuple[str, np.ndarray]:
-    """``"PATH,SCALE,WxH"`` (SCALE: integer box downscale, WxH: centre crop, both optional) -> (name, frames)."""
-    path, scale, crop = (spec.split(",") + ["", ""])[:3]
-    video = io.read_video(path, 0, frames).frames.astype(np.float32)
+    """``"PATH,SCALE,WxH,START"`` -> (name, frames): ``frames`` frames from frame START (default 0),
+    box-downscaled by the integer SCALE and centre-cropped to WxH (each optional)."""
+    path, scale, crop, start = (spec.split(",") + ["", "", ""])[:4]
+    first = int(start or 0)
+    video = io.read_video(path, first, first + frames).frames.astype(np.float32)
     factor = int(scale or 1)
     if factor > 1:
         t, h, w, c = video.shape
@@ -59,7 +61,8 @@ def load(spec: str, frames: int) -> tuple[str, np.ndarray]:
         width, height = (int(v) for v in crop.lower().split("x"))
         top, left = (video.shape[1] - height) // 2, (video.shape[2] - width) // 2
         video = np.ascontiguousarray(video[:, top : top + height, left : left + width])
-    return f"{Path(path).stem} {video.shape[2]}x{video.shape[1]}", video
+    name = f"{Path(path).stem} {video.shape[2]}x{video.shape[1]}"
+    return (f"{name} from frame {first}" if first else name), video
 
 
 def _edges(starts: list[int], tile: int, length: int) -> list[int]:
@@ -160,7 +163,7 @@ def common_parser(doc: str, default_inputs: str, frames: int) -> argparse.Argume
     """OUTPUT, --input (repeatable ``PATH,SCALE,WxH``), --frames, --model, --quality."""
     parser = argparse.ArgumentParser(description=doc.split("\n\n")[0])
     parser.add_argument("output", type=Path)
-    parser.add_argument("--input", action="append", help=f"PATH,SCALE,WxH (repeatable); default: {default_inputs}")
+    parser.add_argument("--input", action="append", help=f"PATH,SCALE,WxH,START (repeatable; SCALE, WxH and START optional); default: {default_inputs}")
     parser.add_argument("--frames", type=int, default=frames)
     parser.add_argument("--model", default="hypernerv-small")
     parser.add_argument("--quality", type=int, default=2)
