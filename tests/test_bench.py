@@ -161,3 +161,19 @@ def test_cli_refuses_to_overwrite_results(tiny_video: Path, tmp_path: Path, caps
     assert main(args) == 2
     assert "--force" in capsys.readouterr().err
     assert main([*args, "--force"]) == 0
+
+
+def test_seams_input_spec_takes_scale_crop_and_first_frame():
+    from nvcodec import io
+    from nvcodec.bench.hypernerv_seams import load
+
+    path = "nvcodec/media/demo.mp4"
+    source = io.read_video(path, 3, 5).frames
+    name, frames = load(f"{path},2,64x32,3", 2)
+    assert name.endswith("64x32 from frame 3") and frames.shape == (2, 32, 64, 3)
+    box = source[:, : source.shape[1] // 2 * 2, : source.shape[2] // 2 * 2].astype(np.float32)
+    box = box.reshape(2, box.shape[1] // 2, 2, box.shape[2] // 2, 2, 3).mean((2, 4))
+    top, left = (box.shape[1] - 32) // 2, (box.shape[2] - 64) // 2
+    expected = np.clip(np.round(box[:, top : top + 32, left : left + 64]), 0, 255).astype(np.uint8)
+    np.testing.assert_array_equal(frames, expected)
+    assert load(path, 2)[1].shape[0] == 2 and "from frame" not in load(path, 2)[0]
