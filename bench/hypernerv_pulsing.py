@@ -54,7 +54,7 @@ def main(argv: list[str] | None = None) -> int:
     parser = common_parser(__doc__, "carphone 176x144, demo 320x180, bbb 640x272", 24)
     parser.add_argument("--strides", default="8,6,4")
     args = parser.parse_args(argv)
-    base, report = start_report("hypernerv_pulsing", argv, args.model, args.quality)
+    base, report = start_report("hypernerv_pulsing", argv, args.model, args.quality, args.checkpoint)
     for item in args.input or DEFAULT_INPUTS:
         name, frames = load(item, args.frames)
         rows = []

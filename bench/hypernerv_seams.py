@@ -33,6 +33,7 @@ import numpy as np
 import torch
 
 from nvcodec import container, io, metrics, registry
+from nvcodec.checkpoints import load_checkpoint
 from nvcodec.geometry import TileGrid
 from nvcodec.hypernerv.video import HyperNervVideoCodec
 from nvcodec.interface import EncodedVideo
@@ -113,15 +114,24 @@ def stream_bytes(codec: HyperNervVideoCodec, encoded: EncodedVideo, height: int,
     return len(stream)
 
 
-def start_report(module: str, argv: list[str] | None, model: str, quality: int) -> tuple[HyperNervVideoCodec, dict]:
-    """The model's adapter (shipped weights, else the untrained test model) and the report's common fields."""
+def start_report(
+    module: str, argv: list[str] | None, model: str, quality: int, checkpoint: Path | None = None
+) -> tuple[HyperNervVideoCodec, dict]:
+    """The model's adapter (shipped weights, else the untrained test model; or a training checkpoint's
+    weights) and the report's common fields."""
     spec = registry.get_spec(model)
-    base = registry.load_codec(model, "cpu", allow_untrained=not spec.has_weights)
+    if checkpoint is not None:  # a hypernerv training run's weights, entropy tables rebuilt here
+        trained = load_checkpoint(checkpoint, codec="hypernerv")
+        trained.update_entropy_models()
+        base = HyperNervVideoCodec(trained, model)
+    else:
+        base = registry.load_codec(model, "cpu", allow_untrained=not spec.has_weights)
     report: dict = {
         "command": f"python -m nvcodec.bench.{module} " + " ".join(sys.argv[1:] if argv is None else argv),
         "machine": {"cpu": platform.processor() or platform.machine(), "torch_threads": torch.get_num_threads(), "device": "cpu"},
         "model": model,
-        "trained_weights": spec.has_weights,
+        "checkpoint": None if checkpoint is None else str(checkpoint),
+        "trained_weights": spec.has_weights or checkpoint is not None,
         "quality": quality,
         "inputs": [],
     }
@@ -160,13 +170,14 @@ def measure(codec: HyperNervVideoCodec, name: str, frames: np.ndarray, quality: 
 
 
 def common_parser(doc: str, default_inputs: str, frames: int) -> argparse.ArgumentParser:
-    """OUTPUT, --input (repeatable ``PATH,SCALE,WxH``), --frames, --model, --quality."""
+    """OUTPUT, --input (repeatable ``PATH,SCALE,WxH,START``), --frames, --model, --quality, --checkpoint."""
     parser = argparse.ArgumentParser(description=doc.split("\n\n")[0])
     parser.add_argument("output", type=Path)
     parser.add_argument("--input", action="append", help=f"PATH,SCALE,WxH,START (repeatable; SCALE, WxH and START optional); default: {default_inputs}")
     parser.add_argument("--frames", type=int, default=frames)
     parser.add_argument("--model", default="hypernerv-small")
     parser.add_argument("--quality", type=int, default=2)
+    parser.add_argument("--checkpoint", type=Path, default=None, help="a hypernerv training checkpoint instead of the shipped weights")
     return parser
 
 
@@ -175,7 +186,7 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--overlaps", default="4,8,16", help="minimum overlaps of the even tiling to measure")
     parser.add_argument("--png-dir", type=Path, default=None)
     args = parser.parse_args(argv)
-    base, report = start_report("hypernerv_seams", argv, args.model, args.quality)
+    base, report = start_report("hypernerv_seams", argv, args.model, args.quality, args.checkpoint)
     settings = [("shift", None)] + [("even", int(o)) for o in args.overlaps.split(",") if o]
     for item in args.input or DEFAULT_INPUTS:
         name, frames = load(item, args.frames)

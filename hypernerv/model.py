@@ -190,14 +190,23 @@ class HyperNerv(nn.Module):
         reconstruction = self.decoder(modulations, frame_index.float() / self.config.clip_len)  # (B, F, 3, t, t)
         return HyperNervOutput(reconstruction, likelihoods, codes, frame_index)
 
-    def rd_loss(self, output: HyperNervOutput, clip: Tensor, qualities: Tensor) -> RDLoss:
-        """``bpp + lambda[quality] * MSE`` per tile clip (rate over all the clip's pixels), averaged."""
+    def rd_loss(self, output: HyperNervOutput, clip: Tensor, qualities: Tensor, frame_weights: Tensor | None = None) -> RDLoss:
+        """``bpp + lambda[quality] * MSE`` per tile clip (rate over all the clip's pixels), averaged.
+
+        ``frame_weights`` (T,): weight of each clip position in the distortion term (normalised to mean
+        1 over the decoded frames); ``RDLoss.mse`` stays the plain mean.
+        """
         batch, frames, _, height, width = clip.shape
         bits = -torch.log2(output.likelihoods.clamp_min(1e-9)).flatten(1).sum(1)  # (B,)
         bpp = bits / (frames * height * width)
         target = clip[:, output.frame_index]  # (B, F, 3, tile, tile)
-        mse = F.mse_loss(output.reconstruction, target, reduction="none").flatten(1).mean(1)  # (B,)
-        loss = (bpp + self.lambdas[qualities] * mse).mean()
+        per_frame = F.mse_loss(output.reconstruction, target, reduction="none").flatten(2).mean(2)  # (B, F)
+        mse = per_frame.mean(1)  # (B,)
+        distortion = mse
+        if frame_weights is not None:
+            weights = frame_weights.to(per_frame)[output.frame_index]
+            distortion = (per_frame * (weights / weights.mean())).mean(1)
+        loss = (bpp + self.lambdas[qualities] * distortion).mean()
         return RDLoss(loss, bpp, mse)
 
     def aux_loss(self) -> Tensor:

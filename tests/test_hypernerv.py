@@ -344,6 +344,38 @@ def test_init_checkpoint_allows_new_modules_only(tmp_path):
         HyperNervSystem("hypernerv-tiny", model_overrides={"hypernet": {"spatial_tokens": False}}, init_checkpoint=str(path))
 
 
+def test_frame_weights_weight_the_distortion_by_clip_position(model):
+    torch.manual_seed(3)
+    length = model.config.clip_len
+    clip = torch.rand(2, length, 3, 16, 16)
+    qualities = torch.tensor([0, 1])
+    with torch.no_grad():
+        output = model(clip, qualities)
+        plain = model.rd_loss(output, clip, qualities)
+        uniform = model.rd_loss(output, clip, qualities, torch.full((length,), 5.0))
+        only_first = model.rd_loss(output, clip, qualities, torch.eye(length)[0])
+    torch.testing.assert_close(uniform.loss, plain.loss)
+    first_mse = ((output.reconstruction[:, 0] - clip[:, 0]) ** 2).flatten(1).mean(1)
+    expected = (plain.bpp + model.lambdas[qualities] * first_mse).mean()  # weights are normalised to mean 1
+    torch.testing.assert_close(only_first.loss, expected)
+    torch.testing.assert_close(only_first.mse, plain.mse)  # the logged MSE stays the plain mean
+
+
+def test_edge_weight_profile_and_init_weights(tmp_path):
+    from nvcodec.train.hypernerv import HyperNervSystem
+
+    system = HyperNervSystem("hypernerv-tiny", edge_weight=3.0)
+    weights = system.frame_weights
+    length = system.model.config.clip_len
+    assert weights.shape == (length,) and float(weights[0]) == float(weights[-1]) == 3.0
+    assert float(weights.min()) < 1.5 and torch.equal(weights, weights.flip(0))
+    assert HyperNervSystem("hypernerv-tiny").frame_weights is None
+    with pytest.raises(ValueError, match="edge_weight"):
+        HyperNervSystem("hypernerv-tiny", edge_weight=0.5)
+    with pytest.raises(ValueError, match="not both"):
+        HyperNervSystem("hypernerv-tiny", init_checkpoint="x.ckpt", init_weights="hypernerv-small")
+
+
 def test_per_video_baseline_learns_the_clip(model, clip_frames):
     from nvcodec.bench.baseline import fit_per_video_nerv
 

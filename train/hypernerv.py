@@ -5,7 +5,10 @@ are ``model.*``). Manual optimisation: the network optimiser minimises ``bpp + l
 with one quality level ``q`` drawn per clip; the aux optimiser fits the entropy bottleneck's
 quantiles (``aux_loss``). ``train_frames`` < T decodes a random subset of each clip's frames per
 step (the hypernetwork always reads the whole clip). ``init_checkpoint`` starts from another run's
-``model.*`` weights (fine-tuning with fresh optimisers), unlike ``--ckpt_path`` which resumes a run.
+``model.*`` weights (fine-tuning with fresh optimisers), unlike ``--ckpt_path`` which resumes a run;
+``init_weights`` does the same from a shipped model name or weights file. ``edge_weight`` > 1 weights
+the distortion of the clip's first and last frames that much more than its centre (linear in the
+distance from the centre), against the clip-edge dip (README, Clip pulsing).
 """
 
 from __future__ import annotations
@@ -18,7 +21,7 @@ import torch
 from torch import Tensor
 
 from nvcodec.entropy import split_aux_parameters
-from nvcodec.registry import create_model
+from nvcodec.registry import create_model, get_spec, load_weights, restore_constants
 
 __all__ = ["HyperNervSystem"]
 
@@ -37,10 +40,14 @@ class HyperNervSystem(pl.LightningModule):
         grad_clip: float = 1.0,
         train_frames: int | None = None,
         init_checkpoint: str | None = None,
+        init_weights: str | None = None,
+        edge_weight: float = 1.0,
     ) -> None:
         super().__init__()
         self.save_hyperparameters()
         self.automatic_optimization = False
+        if init_checkpoint and init_weights:
+            raise ValueError("give init_checkpoint or init_weights, not both")
         self.model = create_model(model_name, **(model_overrides or {}))
         if init_checkpoint:
             # Fine-tuning: start from another run's weights with fresh optimisers and schedule.
@@ -54,6 +61,15 @@ class HyperNervSystem(pl.LightningModule):
                 raise ValueError(f"init_checkpoint {init_checkpoint} has parameters this model lacks: {result.unexpected_keys}")
             if result.missing_keys:
                 print(f"init_checkpoint: new parameters keep their initialisation: {result.missing_keys}")
+        if init_weights:
+            path = init_weights if init_weights.endswith(".safetensors") else get_spec(init_weights).weights_path
+            source, _ = load_weights(path)
+            self.model.load_state_dict(restore_constants(self.model, source.state_dict()), strict=True)
+        if edge_weight < 1.0:
+            raise ValueError(f"edge_weight must be >= 1, got {edge_weight}")
+        length = self.model.config.clip_len
+        distance = (torch.arange(length, dtype=torch.float32) - (length - 1) / 2).abs() / max((length - 1) / 2, 1)
+        self.frame_weights = None if edge_weight == 1.0 else 1.0 + (edge_weight - 1.0) * distance  # (T,)
 
     def forward(self, clip: Tensor, qualities: Tensor):
         return self.model(clip, qualities)
@@ -82,7 +98,7 @@ class HyperNervSystem(pl.LightningModule):
             # Decode a random subset of the frames: halves the decoder's cost, same expected loss.
             frame_index = torch.randperm(batch.shape[1], device=batch.device)[: self.hparams.train_frames].sort().values
         output = self.model(batch, qualities, frame_index)
-        rd = self.model.rd_loss(output, batch, qualities)
+        rd = self.model.rd_loss(output, batch, qualities, self.frame_weights)
         net_opt.zero_grad()
         self.manual_backward(rd.loss)
         self.clip_gradients(net_opt, gradient_clip_val=self.hparams.grad_clip, gradient_clip_algorithm="norm")
