@@ -1,0 +1,87 @@
+"""Where an intra-small training step spends its time: forward + backward of each piece, one thread.
+
+Times every layer of ``g_a`` and ``g_s``, the g_s detail units and the entropy model (hyperprior +
+channel slices) on their own inputs for one batch (default 2 x 256x256, the phase-11/12 recipe),
+mean of ``--repeats`` runs after one warm-up, and prints each piece's seconds and share of the sum.
+The shares say what makes the step costly; absolute seconds depend on what else runs on the CPU.
+
+    OMP_NUM_THREADS=1 python tools/intra_step_profile.py
+"""
+
+from __future__ import annotations
+
+import argparse
+import time
+from collections import defaultdict
+
+import torch
+
+from nvcodec.registry import create_model
+
+
+def timed(fn, repeats: int) -> float:
+    fn()
+    start = time.perf_counter()
+    for _ in range(repeats):
+        fn()
+    return (time.perf_counter() - start) / repeats
+
+
+def backward_of(module, inputs: torch.Tensor):
+    leaf = inputs.detach().requires_grad_(True)
+    return lambda: module(leaf).float().mean().backward()
+
+
+def main() -> int:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    parser.add_argument("--model", default="intra-small")
+    parser.add_argument("--batch", type=int, default=2)
+    parser.add_argument("--size", type=int, default=256)
+    parser.add_argument("--repeats", type=int, default=3)
+    args = parser.parse_args()
+    torch.set_num_threads(1)
+    torch.manual_seed(0)
+    model = create_model(args.model).train()
+    x = torch.rand(args.batch, 3, args.size, args.size)
+    groups: dict[str, float] = defaultdict(float)
+    h = x
+    for index, layer in enumerate(model.g_a):
+        kind = type(layer).__name__
+        groups[f"g_a {'attention' if kind == 'AttentionBlock' else 'conv/GDN/head'}"] += timed(backward_of(layer, h), args.repeats)
+        with torch.no_grad():
+            h = layer(h)
+    with torch.no_grad():
+        y = model.analysis(x) * model._gain(model.config.quality_levels - 1)
+    h = y
+    for index, layer in enumerate(model.g_s):
+        kind = type(layer).__name__
+        groups[f"g_s {'attention' if kind == 'AttentionBlock' else 'conv/IGDN'}"] += timed(backward_of(layer, h), args.repeats)
+        with torch.no_grad():
+            h = layer(h)
+    if model.config.detail_units:
+        n = model.config.channels
+        for index, unit in enumerate(model.g_s_detail):
+            scale = 4 // (2**index)  # after the stride-4 and the stride-2 IGDN
+            size = args.size // scale
+            groups[f"g_s detail unit at stride {scale}"] += timed(backward_of(unit, torch.rand(args.batch, n, size, size)), args.repeats)
+    if model.config.bypass:
+        groups["g_s bypass deconv"] += timed(backward_of(model.g_s_bypass, y), args.repeats)
+
+    leaf = y.detach().requires_grad_(True)
+
+    def entropy() -> None:
+        hyper = model.hyperprior(leaf)
+        sliced = model.slice_coder(leaf, hyper.mean_support, hyper.scale_support)
+        (sliced.likelihoods.clamp_min(1e-9).log2().sum() + sliced.y_hat.mean()).backward()
+
+    groups["hyperprior + slice coder"] += timed(entropy, args.repeats)
+    total = sum(groups.values())
+    print(f"{args.model}: batch {args.batch} x {args.size}x{args.size}, one thread, forward + backward per piece")
+    for name, seconds in groups.items():
+        print(f"  {name:32s} {seconds:7.3f} s  {100 * seconds / total:5.1f} %")
+    print(f"  {'sum':32s} {total:7.3f} s")
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())
