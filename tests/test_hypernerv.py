@@ -376,6 +376,17 @@ def test_edge_weight_profile_and_init_weights(tmp_path):
         HyperNervSystem("hypernerv-tiny", init_checkpoint="x.ckpt", init_weights="hypernerv-small")
 
 
+def test_init_weights_starts_from_the_shipped_file():
+    from nvcodec import registry
+    from nvcodec.train.hypernerv import HyperNervSystem
+
+    shipped, _ = registry.load_weights(registry.get_spec("hypernerv-small").weights_path)
+    system = HyperNervSystem("hypernerv-small", init_weights="hypernerv-small")
+    own, theirs = system.model.state_dict(), shipped.state_dict()
+    learned = [k for k in theirs if not (k.endswith("pedestal") or k.endswith(".bound"))]
+    assert learned and all(torch.equal(own[k], theirs[k].to(own[k].dtype)) for k in learned)
+
+
 def test_per_video_baseline_learns_the_clip(model, clip_frames):
     from nvcodec.bench.baseline import fit_per_video_nerv
 
