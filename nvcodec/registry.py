@@ -25,6 +25,7 @@ from nvcodec.errors import BitstreamError, ModelConfigError, UnknownModelError
 
 __all__ = [
     "restore_constants",
+    "initial_weights",
     "ModelSpec",
     "MODELS",
     "WEIGHTS_DIR",
@@ -342,6 +343,17 @@ def restore_constants(model: Any, state: dict[str, Any]) -> dict[str, Any]:
     return {
         k: (own[k] if (k.endswith("pedestal") or k.endswith(".bound")) and k in own else v) for k, v in state.items()
     }
+
+
+def initial_weights(model: Any, source: str) -> tuple[Any, dict[str, Any]]:
+    """Weights to start training ``model`` from: ``source`` is a shipped model name or a weights file.
+
+    Returns ``(source_model, state)``: the file's model (its config says what it was trained with)
+    and its state dict with ``model``'s own constant buffers (``restore_constants``).
+    """
+    path = source if str(source).endswith(".safetensors") else get_spec(source).weights_path
+    loaded, _ = load_weights(path)
+    return loaded, restore_constants(model, loaded.state_dict())
 
 
 def load_weights(path: str | Path, name: str | None = None, device: str = "cpu") -> tuple[Any, str]:

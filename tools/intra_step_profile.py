@@ -16,6 +16,7 @@ from collections import defaultdict
 
 import torch
 
+from nvcodec.codec.layers import AttentionBlock
 from nvcodec.registry import create_model
 
 
@@ -44,20 +45,19 @@ def main() -> int:
     model = create_model(args.model).train()
     x = torch.rand(args.batch, 3, args.size, args.size)
     groups: dict[str, float] = defaultdict(float)
-    h = x
-    for index, layer in enumerate(model.g_a):
-        kind = type(layer).__name__
-        groups[f"g_a {'attention' if kind == 'AttentionBlock' else 'conv/GDN/head'}"] += timed(backward_of(layer, h), args.repeats)
-        with torch.no_grad():
-            h = layer(h)
+
+    def time_layers(layers, h: torch.Tensor, prefix: str, other: str) -> None:
+        """Add each layer's time to ``prefix attention`` or ``prefix other``, feeding it the previous one's output."""
+        for layer in layers:
+            kind = "attention" if isinstance(layer, AttentionBlock) else other
+            groups[f"{prefix} {kind}"] += timed(backward_of(layer, h), args.repeats)
+            with torch.no_grad():
+                h = layer(h)
+
+    time_layers(model.g_a, x, "g_a", "conv/GDN/head")
     with torch.no_grad():
         y = model.analysis(x) * model._gain(model.config.quality_levels - 1)
-    h = y
-    for index, layer in enumerate(model.g_s):
-        kind = type(layer).__name__
-        groups[f"g_s {'attention' if kind == 'AttentionBlock' else 'conv/IGDN'}"] += timed(backward_of(layer, h), args.repeats)
-        with torch.no_grad():
-            h = layer(h)
+    time_layers(model.g_s, y, "g_s", "conv/IGDN")
     if model.config.detail_units:
         n = model.config.channels
         for index, unit in enumerate(model.g_s_detail):

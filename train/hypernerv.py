@@ -21,7 +21,7 @@ import torch
 from torch import Tensor
 
 from nvcodec.entropy import split_aux_parameters
-from nvcodec.registry import create_model, get_spec, load_weights, restore_constants
+from nvcodec.registry import create_model, initial_weights
 
 __all__ = ["HyperNervSystem"]
 
@@ -62,9 +62,7 @@ class HyperNervSystem(pl.LightningModule):
             if result.missing_keys:
                 print(f"init_checkpoint: new parameters keep their initialisation: {result.missing_keys}")
         if init_weights:
-            path = init_weights if init_weights.endswith(".safetensors") else get_spec(init_weights).weights_path
-            source, _ = load_weights(path)
-            self.model.load_state_dict(restore_constants(self.model, source.state_dict()), strict=True)
+            self.model.load_state_dict(initial_weights(self.model, init_weights)[1], strict=True)
         if edge_weight < 1.0:
             raise ValueError(f"edge_weight must be >= 1, got {edge_weight}")
         length = self.model.config.clip_len

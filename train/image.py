@@ -23,7 +23,7 @@ from torch import Tensor
 
 from nvcodec.entropy import split_aux_parameters
 from nvcodec.codec.reference import GainedMeanScaleHyperprior, ReferenceConfig
-from nvcodec.registry import config_from_dict, create_model, get_spec, load_weights, restore_constants
+from nvcodec.registry import config_from_dict, create_model, initial_weights
 
 __all__ = ["IntraSystem"]
 
@@ -64,9 +64,7 @@ class IntraSystem(pl.LightningModule):
         else:
             self.model = create_model(model_name, **(model_overrides or {}))  # YAML lists become tuples there
         if init_weights:
-            path = init_weights if init_weights.endswith(".safetensors") else get_spec(init_weights).weights_path
-            source, _ = load_weights(path)
-            state = restore_constants(self.model, source.state_dict())
+            source, state = initial_weights(self.model, init_weights)
             if model_overrides:  # an ablation started from full weights: tensors the changed model lacks are dropped
                 state = self._matching(state)
             state = self._retarget_gains(state, tuple(source.config.lambdas))
