@@ -269,14 +269,19 @@ class IntraCodec(nn.Module):
         """
         quality = self._check_quality(self.config.quality_levels - 1 if quality is None else quality)
         y = self.analysis(x) * self._gain(quality)
-        hyper = self.hyperprior(y)
-        sliced = self.slice_coder(y, hyper.mean_support, hyper.scale_support, noisy_y_hat)
+        # Under bf16 autocast (training with ``precision: bf16-mixed``) only the transforms run in
+        # bfloat16: the entropy models and likelihoods stay float32, as rates need their precision.
+        with torch.autocast(device_type=x.device.type, enabled=False):
+            y = y.float()
+            hyper = self.hyperprior(y)
+            sliced = self.slice_coder(y, hyper.mean_support, hyper.scale_support, noisy_y_hat)
         x_hat = self.synthesis(sliced.y_hat, quality)
         return RDOutput(x_hat, sliced.likelihoods, hyper.z_likelihoods)
 
     def aux_loss(self) -> Tensor:
-        """Quantile loss of the EntropyBottleneck (its own optimiser)."""
-        return self.hyperprior.entropy_bottleneck.loss()
+        """Quantile loss of the EntropyBottleneck (its own optimiser), float32 even under autocast."""
+        with torch.autocast(device_type=self.log_gain.device.type, enabled=False):
+            return self.hyperprior.entropy_bottleneck.loss()
 
     def update_entropy_models(self) -> None:
         """Build the CDF tables needed by compress/decompress (compressai ``update(force=True)``)."""

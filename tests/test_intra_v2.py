@@ -46,6 +46,44 @@ def test_fine_tuning_from_shipped_float16_weights_has_finite_loss() -> None:
     assert all(torch.isfinite(p.grad).all() for p in fresh.parameters() if p.grad is not None)
 
 
+def test_bf16_autocast_trains_the_transforms_and_keeps_rates_float32() -> None:
+    """``precision: bf16-mixed`` + ``channels_last``: the transforms run in bfloat16, the entropy
+    models and likelihoods in float32, and the rate matches the float32 forward closely."""
+    from nvcodec.train.image import IntraSystem
+
+    with torch.random.fork_rng(devices=[]):
+        torch.manual_seed(0)
+        system = IntraSystem(model_name="intra-tiny", channels_last=True)
+    model = system.model.train()
+    assert model.g_a[0].weight.is_contiguous(memory_format=torch.channels_last)
+    x = torch.rand(2, 3, 64, 64, generator=torch.Generator().manual_seed(1)).contiguous(memory_format=torch.channels_last)
+    with torch.random.fork_rng(devices=[]):
+        torch.manual_seed(2)
+        reference = model(x, 1)
+    dtypes: dict[str, set[torch.dtype]] = {"entropy": set(), "transforms": set()}
+
+    def record(part: str):
+        return lambda module, inputs, output: dtypes[part].add(output.dtype)
+
+    hooks = [
+        m.register_forward_hook(record("entropy" if name.startswith(("hyperprior", "slice_coder")) else "transforms"))
+        for name, m in model.named_modules()
+        if isinstance(m, (torch.nn.Conv2d, torch.nn.ConvTranspose2d))
+    ]
+    with torch.random.fork_rng(devices=[]), torch.autocast("cpu", dtype=torch.bfloat16):
+        torch.manual_seed(2)
+        mixed = model(x, 1)
+        aux = model.aux_loss()
+    for hook in hooks:
+        hook.remove()
+    assert dtypes == {"entropy": {torch.float32}, "transforms": {torch.bfloat16}}  # every conv of each part
+    assert all(t.dtype == torch.float32 for t in (*mixed.likelihoods, aux))
+    assert abs(float(mixed.bits().detach()) / float(reference.bits().detach()) - 1.0) < 0.02
+    loss = mixed.bits() / x[:, 0].numel() + torch.mean((mixed.x_hat.float() - x) ** 2)
+    loss.backward()
+    assert torch.isfinite(loss) and all(torch.isfinite(p.grad).all() for p in model.parameters() if p.grad is not None)
+
+
 def test_saved_weights_keep_buffers_in_float32(tmp_path) -> None:
     from safetensors import safe_open
 
