@@ -136,6 +136,9 @@ def decode_parallelism(frames: np.ndarray, codec, quality: int, repeats: int = 2
         for chunk in encoded.chunks:
             codec.decode_chunk(stream, chunk, height, width)
 
+    if model.config.hypernet.temporal_terms:
+        raise ValueError("the frame-by-frame decode rows do not apply a temporal_terms model's stem offsets")
+
     def weights_of(chunk) -> tuple[dict, int]:
         from nvcodec.hypernerv.video import unpack_payload
 

@@ -152,11 +152,13 @@ class NervDecoder(nn.Module):
             fused[spec.name] = fuse_weights(self.weights[spec.name], mod)
         return fused
 
-    def decode(self, weights: dict[str, Tensor], frame_times: Tensor) -> Tensor:
+    def decode(self, weights: dict[str, Tensor], frame_times: Tensor, stem_offset: Tensor | None = None) -> Tensor:
         """Run ``B`` tile decoders on ``F`` frame times at once.
 
         ``weights``: layer name -> (B, C_out, C_in, k, k) (from :meth:`fused_weights`, or free
-        per-tile weights for the per-video baseline); ``frame_times``: (F,) in [0, 1].
+        per-tile weights for the per-video baseline); ``frame_times``: (F,) in [0, 1];
+        ``stem_offset`` (B, F, S*S*C0), optional: added to the stem's output (the time-dependent
+        term of a model with ``temporal_terms``, see ``HyperNerv.stem_offset``).
         Returns (B, F, 3, tile, tile) in [0, 1].
         """
         cfg = self.config
@@ -168,6 +170,8 @@ class NervDecoder(nn.Module):
         hidden = F.gelu(hidden)
         w2 = weights["stem2"].flatten(2)  # (B, S*S*C0, hidden)
         stem = torch.einsum("bfi,boi->bfo", hidden, w2) + self.biases["stem2"]  # (B, F, S*S*C0)
+        if stem_offset is not None:
+            stem = stem + stem_offset
         side, c0 = cfg.stem_hw, cfg.channels[0]
         x = stem.view(batch, frames, side, side, c0)  # (B, F, S, S, C0): output index = position * C0 + c
         x = x.permute(1, 0, 4, 2, 3).reshape(frames, batch * c0, side, side)  # (F, B*C0, S, S)
@@ -188,6 +192,6 @@ class NervDecoder(nn.Module):
         kernel = weight.reshape(batch * c_out, *weight.shape[2:])  # (B*C_out, C_in, k, k)
         return F.conv2d(x, kernel, bias.repeat(batch), padding=weight.shape[-1] // 2, groups=batch)
 
-    def forward(self, modulations: dict[str, Tensor], frame_times: Tensor) -> Tensor:
+    def forward(self, modulations: dict[str, Tensor], frame_times: Tensor, stem_offset: Tensor | None = None) -> Tensor:
         """Fuse and decode: modulations (B, G, C_in) per layer, ``frame_times`` (F,) -> (B, F, 3, tile, tile)."""
-        return self.decode(self.fused_weights(modulations), frame_times)
+        return self.decode(self.fused_weights(modulations), frame_times, stem_offset)

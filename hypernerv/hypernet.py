@@ -52,6 +52,10 @@ class HypernetConfig:
     code_channels: int = 16  # C_code: numbers per transmitted weight token
     token_hidden: int = 64  # H of the decoder-side token MLP
     spatial_tokens: bool = True  # seed the stem2 (spatial layout) tokens with the pooled patches under them
+    # K > 0: each stem2 (layout) token also gives K feature offsets, added to its stem position's
+    # output weighted by u^1 .. u^K, u in [-1, 1] the frame's place in the clip (zero-initialised):
+    # the clip's frames then differ by more than the time embedding (the clip-edge dip, issue #15).
+    temporal_terms: int = 0
 
     @property
     def num_patches(self) -> int:
@@ -115,13 +119,19 @@ class HyperNetwork(nn.Module):
 
 def _spatial_tokens(specs: Sequence[LayerSpec]) -> tuple[int, int]:
     """(index of the first stem2 weight token, stem side S): stem2 has one output group per position."""
+    offset, spec = _layout_layer(specs)
+    side = math.isqrt(spec.groups)
+    if side * side != spec.groups:
+        raise ValueError(f"stem2 has {spec.groups} groups, not a square number of positions")
+    return offset, side
+
+
+def _layout_layer(specs: Sequence[LayerSpec]) -> tuple[int, LayerSpec]:
+    """(index of the first stem2 weight token, the stem2 spec): the layer whose tokens lay out the tile."""
     offset = 0
     for spec in specs:
         if spec.name == "stem2":
-            side = math.isqrt(spec.groups)
-            if side * side != spec.groups:
-                raise ValueError(f"stem2 has {spec.groups} groups, not a square number of positions")
-            return offset, side
+            return offset, spec
         offset += spec.groups
     raise ValueError("the decoder spec has no stem2 layer")
 
@@ -142,11 +152,35 @@ class TokenDecoder(nn.Module):
             # (std 0.02 kept them near 1 and the hypernetwork was slow to take effect).
             nn.init.normal_(head.weight, std=0.3)
             nn.init.zeros_(head.bias)
+        self.temporal_terms = config.temporal_terms
+        self.temporal_head = None
+        if config.temporal_terms > 0:
+            self.layout_offset, layout = _layout_layer(self.specs)
+            self.layout_tokens, self.stem_channels = layout.groups, layout.shape[0] // layout.groups
+            self.temporal_head = nn.Linear(config.token_hidden, config.temporal_terms * self.stem_channels)
+            # Zero start: a model trained without the term fine-tunes from the same function.
+            nn.init.zeros_(self.temporal_head.weight)
+            nn.init.zeros_(self.temporal_head.bias)
 
-    def forward(self, codes: Tensor) -> dict[str, Tensor]:
+    def _hidden(self, codes: Tensor) -> Tensor:
         if codes.dim() != 3 or tuple(codes.shape[1:]) != (self.num_tokens, self.code_channels):
             raise ValueError(f"codes of shape {tuple(codes.shape)}, decoder spec needs (B, {self.num_tokens}, {self.code_channels})")
-        hidden = torch.nn.functional.gelu(self.embed(codes) + self.token_bias)  # (B, N_w, H)
+        return torch.nn.functional.gelu(self.embed(codes) + self.token_bias)  # (B, N_w, H)
+
+    def temporal(self, codes: Tensor) -> Tensor | None:
+        """Codes (B, N_w, C_code) -> the stem offsets' coefficients (B, K, S*S*C0), or None (K = 0).
+
+        The last axis is indexed position * C0 + channel, like the stem's output.
+        """
+        if self.temporal_head is None:
+            return None
+        first = self.layout_offset
+        layout = self._hidden(codes)[:, first : first + self.layout_tokens]  # (B, S*S, H)
+        coeffs = self.temporal_head(layout).view(codes.shape[0], self.layout_tokens, self.temporal_terms, self.stem_channels)
+        return coeffs.transpose(1, 2).flatten(2)  # (B, K, S*S*C0)
+
+    def forward(self, codes: Tensor) -> dict[str, Tensor]:
+        hidden = self._hidden(codes)  # (B, N_w, H)
         modulations = {}
         start = 0
         for spec in self.specs:

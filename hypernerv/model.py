@@ -167,10 +167,25 @@ class HyperNerv(nn.Module):
             return clip
         return torch.cat([clip, clip[:, -1:].expand(-1, clip_len - n, -1, -1, -1)], dim=1)
 
+    def stem_offset(self, decoded_codes: Tensor, frame_times: Tensor) -> Tensor | None:
+        """The time-dependent stem term (B, F, S*S*C0) of a model with ``temporal_terms`` K > 0, else None.
+
+        ``sum_k u^k * coeff_k`` with ``u`` = the frame's place in the clip, -1 at frame 0 and +1 at
+        frame T - 1 (times ``i / T`` as from :meth:`frame_times`).
+        """
+        coeffs = self.token_decoder.temporal(decoded_codes)  # (B, K, D) or None
+        if coeffs is None:
+            return None
+        half = (self.config.clip_len - 1) / 2
+        u = (frame_times * self.config.clip_len - half) / max(half, 1.0)  # (F,)
+        basis = u[:, None] ** torch.arange(1, coeffs.shape[1] + 1, dtype=u.dtype, device=u.device)  # (F, K)
+        return torch.einsum("fk,bkd->bfd", basis, coeffs)
+
     def decode_codes(self, decoded_codes: Tensor, num_frames: int, first: int = 0) -> Tensor:
         """(B, N_w, C) dequantised codes -> frames ``first .. first + n - 1`` of the clip (B, n, 3, tile, tile)."""
         modulations = self.token_decoder(decoded_codes)
-        return self.decoder(modulations, self.frame_times(num_frames, decoded_codes.device, first))
+        times = self.frame_times(num_frames, decoded_codes.device, first)
+        return self.decoder(modulations, times, self.stem_offset(decoded_codes, times))
 
     # --------------------------------------------------------------- training
     def forward(self, clip: Tensor, qualities: Tensor, frame_index: Tensor | None = None) -> HyperNervOutput:
@@ -187,7 +202,8 @@ class HyperNerv(nn.Module):
         if frame_index is None:
             frame_index = torch.arange(clip.shape[1], device=clip.device)
         modulations = self.token_decoder(quantised / gains)
-        reconstruction = self.decoder(modulations, frame_index.float() / self.config.clip_len)  # (B, F, 3, t, t)
+        times = frame_index.float() / self.config.clip_len
+        reconstruction = self.decoder(modulations, times, self.stem_offset(quantised / gains, times))  # (B, F, 3, t, t)
         return HyperNervOutput(reconstruction, likelihoods, codes, frame_index)
 
     def rd_loss(self, output: HyperNervOutput, clip: Tensor, qualities: Tensor, frame_weights: Tensor | None = None) -> RDLoss:

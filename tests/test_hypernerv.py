@@ -387,6 +387,45 @@ def test_init_weights_starts_from_the_shipped_file():
     assert learned and all(torch.equal(own[k], theirs[k].to(own[k].dtype)) for k in learned)
 
 
+def test_temporal_terms_start_as_no_op_then_vary_frames_linearly_in_clip_position():
+    from nvcodec.train.hypernerv import HyperNervSystem
+
+    torch.manual_seed(0)
+    plain = create_model("hypernerv-tiny").eval()
+    timed = create_model("hypernerv-tiny", hypernet={"temporal_terms": 2}).eval()
+    missing = timed.load_state_dict(plain.state_dict(), strict=False).missing_keys
+    assert sorted(missing) == ["token_decoder.temporal_head.bias", "token_decoder.temporal_head.weight"]
+    clip = torch.rand(2, 8, 3, 16, 16)
+    qualities = torch.tensor([0, 2])
+    with torch.no_grad():
+        assert torch.equal(plain(clip, qualities).reconstruction, timed(clip, qualities).reconstruction)
+        torch.nn.init.normal_(timed.token_decoder.temporal_head.weight, std=0.5)
+        codes = timed.hypernet(clip)
+        times = timed.frame_times(8)
+        offset = timed.stem_offset(codes, times)  # (B, F, S*S*C0)
+        coeffs = timed.token_decoder.temporal(codes)  # (B, K, S*S*C0)
+        u = torch.linspace(-1, 1, 8)
+        torch.testing.assert_close(offset, u[None, :, None] * coeffs[:, :1] + u[None, :, None] ** 2 * coeffs[:, 1:])
+        assert offset.abs().amax() > 0
+        assert not torch.equal(plain(clip, qualities).reconstruction, timed(clip, qualities).reconstruction)
+        # a frame range decodes the same frames as the whole clip (u is the frame's place in the clip)
+        torch.testing.assert_close(timed.decode_codes(codes, 3, first=4), timed.decode_codes(codes, 8)[:, 4:7])
+    # a layout token's coefficients reach only its own stem position
+    changed = codes.clone()
+    first = timed.token_decoder.layout_offset
+    changed[:, first] += 1.0
+    with torch.no_grad():
+        moved = (timed.token_decoder.temporal(changed) - coeffs).abs().amax(dim=(0, 1)).view(-1, timed.token_decoder.stem_channels)
+    assert (moved.amax(1) > 0).nonzero().flatten().tolist() == [0]
+    # fine-tuning a temporal model from the shipped file (which has no such term): the tensors load,
+    # the new head keeps its zero start
+    system = HyperNervSystem("hypernerv-small", model_overrides={"hypernet": {"temporal_terms": 2}}, init_weights="hypernerv-small")
+    shipped = HyperNervSystem("hypernerv-small", init_weights="hypernerv-small").model.state_dict()
+    own = system.model.state_dict()
+    assert all(torch.equal(own[k], v) for k, v in shipped.items())
+    assert float(system.model.token_decoder.temporal_head.weight.abs().sum()) == 0.0
+
+
 def test_per_video_baseline_learns_the_clip(model, clip_frames):
     from nvcodec.bench.baseline import fit_per_video_nerv
 

@@ -56,18 +56,23 @@ class HyperNervSystem(pl.LightningModule):
             # Parameters the checkpoint lacks (a module enabled by ``model_overrides``, zero-initialised
             # as a no-op) keep their initialisation; anything the model does not have is an error.
             state = torch.load(init_checkpoint, map_location="cpu", weights_only=False)["state_dict"]
-            result = self.model.load_state_dict(model_state(state), strict=False)
-            if result.unexpected_keys:
-                raise ValueError(f"init_checkpoint {init_checkpoint} has parameters this model lacks: {result.unexpected_keys}")
-            if result.missing_keys:
-                print(f"init_checkpoint: new parameters keep their initialisation: {result.missing_keys}")
+            self._load_start(model_state(state), f"init_checkpoint {init_checkpoint}")
         if init_weights:
-            self.model.load_state_dict(initial_weights(self.model, init_weights)[1], strict=True)
+            self._load_start(initial_weights(self.model, init_weights)[1], f"init_weights {init_weights}")
         if edge_weight < 1.0:
             raise ValueError(f"edge_weight must be >= 1, got {edge_weight}")
         length = self.model.config.clip_len
         distance = (torch.arange(length, dtype=torch.float32) - (length - 1) / 2).abs() / max((length - 1) / 2, 1)
         self.frame_weights = None if edge_weight == 1.0 else 1.0 + (edge_weight - 1.0) * distance  # (T,)
+
+    def _load_start(self, state: dict[str, Tensor], origin: str) -> None:
+        """Load starting weights. Parameters they lack (a module enabled by ``model_overrides``,
+        zero-initialised as a no-op) keep their initialisation; anything the model lacks is an error."""
+        result = self.model.load_state_dict(state, strict=False)
+        if result.unexpected_keys:
+            raise ValueError(f"{origin} has parameters this model lacks: {result.unexpected_keys}")
+        if result.missing_keys:
+            print(f"{origin}: new parameters keep their initialisation: {result.missing_keys}", flush=True)
 
     def forward(self, clip: Tensor, qualities: Tensor):
         return self.model(clip, qualities)
