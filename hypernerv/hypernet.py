@@ -162,10 +162,11 @@ class TokenDecoder(nn.Module):
             nn.init.zeros_(self.temporal_head.weight)
             nn.init.zeros_(self.temporal_head.bias)
 
-    def _hidden(self, codes: Tensor) -> Tensor:
+    def _hidden(self, codes: Tensor, tokens: slice = slice(None)) -> Tensor:
+        """Codes (B, N_w, C_code) -> the token MLP's hidden layer (B, n, H) of the ``tokens`` only."""
         if codes.dim() != 3 or tuple(codes.shape[1:]) != (self.num_tokens, self.code_channels):
             raise ValueError(f"codes of shape {tuple(codes.shape)}, decoder spec needs (B, {self.num_tokens}, {self.code_channels})")
-        return torch.nn.functional.gelu(self.embed(codes) + self.token_bias)  # (B, N_w, H)
+        return torch.nn.functional.gelu(self.embed(codes[:, tokens]) + self.token_bias[:, tokens])
 
     def temporal(self, codes: Tensor) -> Tensor | None:
         """Codes (B, N_w, C_code) -> the stem offsets' coefficients (B, K, S*S*C0), or None (K = 0).
@@ -175,7 +176,7 @@ class TokenDecoder(nn.Module):
         if self.temporal_head is None:
             return None
         first = self.layout_offset
-        layout = self._hidden(codes)[:, first : first + self.layout_tokens]  # (B, S*S, H)
+        layout = self._hidden(codes, slice(first, first + self.layout_tokens))  # (B, S*S, H)
         coeffs = self.temporal_head(layout).view(codes.shape[0], self.layout_tokens, self.temporal_terms, self.stem_channels)
         return coeffs.transpose(1, 2).flatten(2)  # (B, K, S*S*C0)
 

@@ -201,9 +201,9 @@ class HyperNerv(nn.Module):
         quantised = self.token_coder.quantize_ste(scaled)  # rounded values, straight-through gradient
         if frame_index is None:
             frame_index = torch.arange(clip.shape[1], device=clip.device)
-        modulations = self.token_decoder(quantised / gains)
+        decoded = quantised / gains
         times = frame_index.float() / self.config.clip_len
-        reconstruction = self.decoder(modulations, times, self.stem_offset(quantised / gains, times))  # (B, F, 3, t, t)
+        reconstruction = self.decoder(self.token_decoder(decoded), times, self.stem_offset(decoded, times))  # (B, F, 3, t, t)
         return HyperNervOutput(reconstruction, likelihoods, codes, frame_index)
 
     def rd_loss(self, output: HyperNervOutput, clip: Tensor, qualities: Tensor, frame_weights: Tensor | None = None) -> RDLoss:
