@@ -7,11 +7,12 @@ frames and the platform that recorded them, and in ``frames.npz`` those frames. 
 stream and re-encode the source, so that any change of the format, of the numerics or of the weights
 fails here until it is deliberate.
 
-Exactness holds on the recording platform (torch version and CPU kernel level): there the stream and
-frame hashes must match. Float kernels of other CPUs (AVX2, SSE) round the decoders' last bits
-differently, so elsewhere the frames may differ by one level in a few samples (measured: at most 1, in
-under 0.01 % of them, under ``ATEN_CPU_CAPABILITY=avx2`` and ``=default``); anything more, such as rANS
-tables that differ between machines (garbage, 178 levels off), fails everywhere.
+Exactness holds on the recording platform (torch version, CPU kernel level, CPU vendor and the
+instruction sets in ``KERNEL_FLAGS``): there the stream and frame hashes must match. Float kernels of
+other CPUs round the decoders' last bits differently, so elsewhere the frames may differ by one level
+in a few samples (measured: at most 1, in under 0.01 % of them, under ``ATEN_CPU_CAPABILITY=avx2`` and
+``=default``, and on an AMX Intel CPU against a stream recorded on an AMD one); anything more, such as
+rANS tables that differ between machines (garbage, 178 levels off), fails everywhere.
 
 After a deliberate change (new weights, a new chunk version, ...), regenerate and commit the files,
 and say why in the commit message::
@@ -42,11 +43,29 @@ REGENERATE = os.environ.get("NVCODEC_REGEN_GOLDEN") == "1"
 MODELS = sorted(registry.MODELS)
 
 
+# CPU features that change which float kernels oneDNN/MKL pick under the same ATen capability level: an
+# Intel CPU with AMX and an AMD one without, both "AVX512" to ATen, decode the intra golden stream one
+# level apart in one sample (measured 2026-12-06).
+KERNEL_FLAGS = ("avx512_bf16", "avx512_fp16", "avx512_vnni", "amx_tile")
+
+
 def platform() -> str:
-    """What float results depend on: the torch build and the CPU kernel level it dispatches to."""
+    """What float results depend on: the torch build, the CPU kernel level it dispatches to, the CPU's
+    vendor and the instruction sets above (from ``/proc/cpuinfo`` where there is one)."""
     import torch
 
-    return f"torch {torch.__version__}, {torch.backends.cpu.get_cpu_capability()}"
+    vendor, flags = "unknown CPU", set()
+    cpuinfo = Path("/proc/cpuinfo")
+    if cpuinfo.is_file():
+        for line in cpuinfo.read_text(errors="replace").splitlines():
+            key, _, value = line.partition(":")
+            if key.strip() == "vendor_id":
+                vendor = value.strip()
+            elif key.strip() == "flags":
+                flags = set(value.split())
+                break
+    extras = "+".join(flag for flag in KERNEL_FLAGS if flag in flags) or "none"
+    return f"torch {torch.__version__}, {torch.backends.cpu.get_cpu_capability()}, {vendor}, {extras}"
 
 
 def assert_recorded_frames(decoded: np.ndarray, record: dict, recorded: np.ndarray) -> None:
