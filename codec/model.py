@@ -24,6 +24,8 @@ model without them fine-tunes from the same function.
 With ``detail_units`` (config), g_s gets a residual unit (conv3 LeakyReLU conv3, N channels) after its
 stride-4 and its stride-2 IGDN: nonlinear capacity where fine detail is drawn, which the plain
 deconv/IGDN stack lacks. Their last conv starts at zero, so they too begin as the identity.
+``stride8_units`` K (config) adds K more such units after g_s's stride-8 attention block, where a
+unit costs a sixteenth of one at stride 2: decoder capacity for the transforms' ceiling (issue #14).
 
 Choices where the paper is silent (also in the project report): 4 attention blocks only, at stride
 8 and 16, window 8, head dim 16, no shifted windows; the low-frequency path is avgpool2 -> 2 convs
@@ -69,6 +71,7 @@ class IntraConfig:
     low_slices: int = 2  # leading slices that hold the low-frequency path's channels
     bypass: bool = False  # stride-8 <-> latent convolutions around the N-channel stride-16 stage (see IntraCodec)
     detail_units: bool = False  # g_s residual units after the stride-4 and stride-2 IGDNs (see IntraCodec)
+    stride8_units: int = 0  # g_s residual units after the stride-8 attention block (see IntraCodec)
 
     def __post_init__(self) -> None:
         if sum(self.slice_sizes) != self.latent_channels:
@@ -79,6 +82,8 @@ class IntraConfig:
             raise ValueError(f"channels {self.channels} not divisible by head_dim {self.head_dim}")
         if len(self.lambdas) < 1:
             raise ValueError("need at least one quality level")
+        if self.stride8_units < 0:
+            raise ValueError(f"stride8_units {self.stride8_units} must be >= 0")
 
     @property
     def quality_levels(self) -> int:
@@ -179,6 +184,7 @@ def _deconv(cin: int, cout: int, kernel: int = 5, stride: int = 2) -> nn.ConvTra
 
 _G_A_STRIDE8 = 7  # g_a[:7] ends with the stride-8 attention block
 _G_S_STRIDE8 = 3  # g_s[:3] ends with the first deconv (stride 8, before its IGDN)
+_G_S_STRIDE8_END = 5  # g_s[:5] ends with the stride-8 attention block
 _G_S_STRIDE4 = 7  # g_s[:7] ends with the stride-4 IGDN
 _G_S_STRIDE2 = 9  # g_s[:9] ends with the stride-2 IGDN
 
@@ -222,6 +228,8 @@ class IntraCodec(nn.Module):
                 nn.init.zeros_(layer.bias)
         if config.detail_units:
             self.g_s_detail = nn.ModuleList([ResidualUnit(n), ResidualUnit(n)])  # after g_s[:7] and g_s[:9]
+        if config.stride8_units:
+            self.g_s_stride8 = nn.Sequential(*(ResidualUnit(n) for _ in range(config.stride8_units)))  # after g_s[:5]
         self.hyperprior = HyperPrior(m, config.hyper_channels)
         self.slice_coder = SliceCoder(config.coding_slice_sizes, config.entropy_hidden)
         lambdas = torch.tensor(config.lambdas, dtype=torch.float32)
@@ -254,9 +262,12 @@ class IntraCodec(nn.Module):
         stride8 = self.g_s[:_G_S_STRIDE8](y)
         if self.config.bypass:
             stride8 = stride8 + self.g_s_bypass(y)
+        stride8 = self.g_s[_G_S_STRIDE8:_G_S_STRIDE8_END](stride8)  # IGDN, attention
+        if self.config.stride8_units:
+            stride8 = self.g_s_stride8(stride8)
         if not self.config.detail_units:
-            return self.g_s[_G_S_STRIDE8:](stride8)
-        stride4 = self.g_s_detail[0](self.g_s[_G_S_STRIDE8:_G_S_STRIDE4](stride8))
+            return self.g_s[_G_S_STRIDE8_END:](stride8)
+        stride4 = self.g_s_detail[0](self.g_s[_G_S_STRIDE8_END:_G_S_STRIDE4](stride8))
         stride2 = self.g_s_detail[1](self.g_s[_G_S_STRIDE4:_G_S_STRIDE2](stride4))
         return self.g_s[_G_S_STRIDE2:](stride2)
 

@@ -349,18 +349,19 @@ def test_init_weights_on_a_new_ladder_shift_the_gains(tmp_path: Path) -> None:
 @pytest.mark.parametrize(
     "override, new_modules, zero_started",
     [
-        ("bypass", ("g_a_bypass", "g_s_bypass"), ("g_a_bypass.weight", "g_s_bypass.weight")),
-        ("detail_units", ("g_s_detail",), ("g_s_detail.0.body.2.weight", "g_s_detail.1.body.2.weight")),
+        ({"bypass": True}, ("g_a_bypass", "g_s_bypass"), ("g_a_bypass.weight", "g_s_bypass.weight")),
+        ({"detail_units": True}, ("g_s_detail",), ("g_s_detail.0.body.2.weight", "g_s_detail.1.body.2.weight")),
+        ({"stride8_units": 2}, ("g_s_stride8",), ("g_s_stride8.0.body.2.weight", "g_s_stride8.1.body.2.weight")),
     ],
 )
 def test_zero_initialised_additions_start_as_the_model_without_them_and_learn(
-    override: str, new_modules: tuple[str, ...], zero_started: tuple[str, ...]
+    override: dict, new_modules: tuple[str, ...], zero_started: tuple[str, ...]
 ) -> None:
     """The stride-16 bypass convolutions and the g_s residual units start at zero: a model without them
     loads into one with them (only their own tensors missing) and computes the same function; their
     zero-started weights get gradient from the first step, and once non-zero they change the output."""
     plain = _tiny_model()
-    grown = create_model(TINY, **{override: True}).eval()
+    grown = create_model(TINY, **override).eval()
     result = grown.load_state_dict(plain.state_dict(), strict=False)
     added = sorted(k for k in grown.state_dict() if k.split(".")[0] in new_modules)
     assert added and sorted(result.missing_keys) == added

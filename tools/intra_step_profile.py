@@ -39,10 +39,11 @@ def main() -> int:
     parser.add_argument("--batch", type=int, default=2)
     parser.add_argument("--size", type=int, default=256)
     parser.add_argument("--repeats", type=int, default=3)
+    parser.add_argument("--stride8-units", type=int, default=0, help="profile the model with this many g_s units at stride 8")
     args = parser.parse_args()
     torch.set_num_threads(1)
     torch.manual_seed(0)
-    model = create_model(args.model).train()
+    model = create_model(args.model, **({"stride8_units": args.stride8_units} if args.stride8_units else {})).train()
     x = torch.rand(args.batch, 3, args.size, args.size)
     groups: dict[str, float] = defaultdict(float)
 
@@ -64,6 +65,9 @@ def main() -> int:
             scale = 4 // (2**index)  # after the stride-4 and the stride-2 IGDN
             size = args.size // scale
             groups[f"g_s detail unit at stride {scale}"] += timed(backward_of(unit, torch.rand(args.batch, n, size, size)), args.repeats)
+    if model.config.stride8_units:
+        size = args.size // 8
+        groups["g_s units at stride 8"] += timed(backward_of(model.g_s_stride8, torch.rand(args.batch, model.config.channels, size, size)), args.repeats)
     if model.config.bypass:
         groups["g_s bypass deconv"] += timed(backward_of(model.g_s_bypass, y), args.repeats)
 
