@@ -24,6 +24,7 @@ Without the flag the tests never write anything.
 
 from __future__ import annotations
 
+import functools
 import hashlib
 import json
 import os
@@ -49,6 +50,7 @@ MODELS = sorted(registry.MODELS)
 KERNEL_FLAGS = ("avx512_bf16", "avx512_fp16", "avx512_vnni", "amx_tile")
 
 
+@functools.cache  # fixed for the process; read /proc/cpuinfo once
 def platform() -> str:
     """What float results depend on: the torch build, the CPU kernel level it dispatches to, the CPU's
     vendor and the instruction sets above (from ``/proc/cpuinfo`` where there is one)."""
