@@ -145,7 +145,7 @@ def decode_parallelism(frames: np.ndarray, codec, quality: int, repeats: int = 2
         clip = unpack_payload(chunk.payload, stream, chunk.num_frames, model.num_weight_tokens, model.config.hypernet.code_channels)
         qualities = torch.full((len(clip.strings),), clip.quality, dtype=torch.long)
         with torch.no_grad():
-            codes = model.token_coder.decompress(clip.strings) / model.gains(qualities)
+            codes = model.token_coder.decompress(clip.strings, clip.quality) / model.gains(qualities)
             return model.decoder.fused_weights(model.token_decoder(codes)), clip.num_frames
 
     def per_frame() -> None:

@@ -5,7 +5,8 @@ A clip's quality dips at its first and last frames; with one clip per chunk (str
 shows only their middle S frames (see ``hypernerv/video.py``). For each input (first ``--frames``
 frames) and each stride: real ``.nvc`` bytes, PSNR-RGB, per-frame PSNR, and the mean PSNR by
 position ``f mod 8`` (the default's clip grid) and ``f mod S`` (the position in the chunk), with
-the span (max - min) of each.
+the span (max - min) of each. ``--refine-steps K`` encodes with K code-refinement steps (slow), which
+separates the one-shot hypernetwork's share of the dip from the decoder's.
 
     OMP_NUM_THREADS=1 python -m nvcodec.bench.hypernerv_pulsing bench/results/hypernerv-pulsing.json
 """
@@ -28,9 +29,9 @@ def by_position(values: list[float], period: int) -> list[float]:
     return [float(np.mean(values[p::period])) for p in range(min(period, len(values)))]
 
 
-def measure(codec: HyperNervVideoCodec, frames: np.ndarray, quality: int) -> dict:
+def measure(codec: HyperNervVideoCodec, frames: np.ndarray, quality: int, refine_steps: int = 0) -> dict:
     count, height, width = frames.shape[:3]
-    encoded = codec.encode(frames, quality)
+    encoded = codec.encode(frames, quality, refine_steps=refine_steps)
     size = stream_bytes(codec, encoded, height, width)
     decoded = encoded.reconstruction
     per_frame = [metrics.psnr_rgb(frames[i : i + 1], decoded[i : i + 1]) for i in range(count)]
@@ -38,6 +39,7 @@ def measure(codec: HyperNervVideoCodec, frames: np.ndarray, quality: int) -> dic
     in_clip, in_chunk = by_position(per_frame, clip_len), by_position(per_frame, codec.stride)
     return {
         "clip_stride": codec.stride,
+        "refine_steps": refine_steps,
         "chunks": len(encoded.chunks),
         "bytes": size,
         "bpp": metrics.bpp(size, count, height, width),
@@ -53,6 +55,8 @@ def measure(codec: HyperNervVideoCodec, frames: np.ndarray, quality: int) -> dic
 def main(argv: list[str] | None = None) -> int:
     parser = common_parser(__doc__, "carphone 176x144, demo 320x180, bbb 640x272", 24)
     parser.add_argument("--strides", default="8,6,4")
+    parser.add_argument("--refine-steps", type=int, default=0,
+                        help="encode-time code refinement steps (slow): tells whether the dip is the one-shot encoder's or the decoder's")
     args = parser.parse_args(argv)
     base, report = start_report("hypernerv_pulsing", argv, args.model, args.quality, args.checkpoint)
     for item in args.input or DEFAULT_INPUTS:
@@ -60,9 +64,9 @@ def main(argv: list[str] | None = None) -> int:
         rows = []
         for stride in (int(s) for s in args.strides.split(",") if s):
             codec = HyperNervVideoCodec(base.model, args.model, clip_stride=stride)
-            row = measure(codec, frames, args.quality)
+            row = measure(codec, frames, args.quality, args.refine_steps)
             rows.append(row)
-            print(f"{name:28s} stride {stride}  {row['bytes']:7d} B {row['bpp']:.4f} bpp  PSNR {row['psnr_rgb']:.2f}  "
+            print(f"{name:28s} stride {stride} refine {args.refine_steps}  {row['bytes']:7d} B {row['bpp']:.4f} bpp  PSNR {row['psnr_rgb']:.2f}  "
                   f"span by clip position {row['span_by_clip_position_db']:.2f} dB, by chunk position {row['span_by_chunk_position_db']:.2f} dB  "
                   f"[{' '.join(f'{v:.1f}' for v in row['psnr_by_clip_position'])}]", flush=True)
         report["inputs"].append({"name": name, "spec": item, "frames": int(frames.shape[0]), "rows": rows})

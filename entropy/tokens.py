@@ -1,8 +1,12 @@
-"""Entropy coding of token sets (B, N, C): one factorised density per (token, channel).
+"""Entropy coding of token sets (B, N, C): one factorised density per (token, channel) [and level].
 
 A thin wrapper over compressai's ``EntropyBottleneck`` and rANS coder (nothing re-implemented):
 the tokens of one sample become the EB's channels, so every token position keeps its own learned
 density (weight tokens of different layers have very different statistics).
+
+``levels`` > 1 gives every quality level its own densities (one EB per level): the levels quantise
+the same codes with gains that differ by up to ~8x, and one density shared by all of them fits none
+(measured on hypernerv-small's codes: a shared refit costs +57 % bits at the finest level, issue #15).
 """
 
 from __future__ import annotations
@@ -20,60 +24,103 @@ __all__ = ["TokenEntropyCoder"]
 class TokenEntropyCoder(nn.Module):
     """Quantise and code token sets of fixed shape (N, C); one bytes string per sample."""
 
-    def __init__(self, num_tokens: int, channels: int) -> None:
+    def __init__(self, num_tokens: int, channels: int, levels: int = 1) -> None:
         super().__init__()
+        if levels < 1:
+            raise ValueError(f"levels must be >= 1, got {levels}")
         self.num_tokens = num_tokens
         self.channels = channels
-        self.bottleneck = EntropyBottleneck(num_tokens * channels)
-        # The CDF tables are derived from the parameters by update(): keep them out of the state
-        # dict so weights files load into a fresh model (whose tables are empty) and are rebuilt.
-        self.bottleneck._non_persistent_buffers_set.update({"_quantized_cdf", "_offset", "_cdf_length"})
+        self.levels = levels
+        if levels == 1:  # one density for every level (the state-dict layout of the first shipped files)
+            self.bottleneck = EntropyBottleneck(num_tokens * channels)
+            self._models = [self.bottleneck]
+        else:
+            self.bottlenecks = nn.ModuleList(EntropyBottleneck(num_tokens * channels) for _ in range(levels))
+            self._models = list(self.bottlenecks)
+        for model in self._models:
+            # The CDF tables are derived from the parameters by update(): keep them out of the state
+            # dict so weights files load into a fresh model (whose tables are empty) and are rebuilt.
+            model._non_persistent_buffers_set.update({"_quantized_cdf", "_offset", "_cdf_length"})
+
+    def model_for(self, level: int) -> EntropyBottleneck:
+        """The entropy model of quality ``level`` (the shared one when ``levels`` is 1)."""
+        if self.levels == 1:
+            return self.bottleneck
+        if not 0 <= level < self.levels:
+            raise ValueError(f"level {level} outside 0..{self.levels - 1}")
+        return self._models[level]
+
+    def _per_level(self, levels: Tensor | None, batch: int) -> list[tuple[int, Tensor | None]]:
+        """(level, sample indices) groups of a batch; one group covering all when the density is shared."""
+        if self.levels == 1:
+            return [(0, None)]
+        if levels is None or levels.shape != (batch,):
+            raise ValueError(f"a coder with {self.levels} level densities needs levels of shape ({batch},)")
+        return [(int(level), (levels == level).nonzero().flatten()) for level in levels.unique()]
 
     def _flat(self, tokens: Tensor) -> Tensor:
         if tokens.dim() != 3 or tuple(tokens.shape[1:]) != (self.num_tokens, self.channels):
             raise ValueError(f"tokens of shape {tuple(tokens.shape)}, coder expects (B, {self.num_tokens}, {self.channels})")
         return tokens.reshape(tokens.shape[0], -1, 1)  # (B, N*C, 1): tokens as EB channels
 
-    def forward(self, tokens: Tensor, training: bool | None = None) -> tuple[Tensor, Tensor]:
+    def forward(self, tokens: Tensor, training: bool | None = None, levels: Tensor | None = None) -> tuple[Tensor, Tensor]:
         """``tokens`` (B, N, C) -> (quantised tokens, likelihoods), both (B, N, C).
 
         ``training`` True: additive uniform noise (the rate proxy); False: rounding around the
-        learned medians, exactly what :meth:`compress` / :meth:`decompress` produce.
+        learned medians, exactly what :meth:`compress` / :meth:`decompress` produce. ``levels`` (B,):
+        each sample's quality level (needed when the coder has one density per level).
         """
         flat = self._flat(tokens)
-        quantised, likelihoods = self.bottleneck(flat, training=training)
+        groups = self._per_level(levels, tokens.shape[0])
+        if groups[0][1] is None:
+            quantised, likelihoods = self.model_for(0)(flat, training=training)
+            return quantised.view_as(tokens), likelihoods.view_as(tokens)
+        quantised, likelihoods = torch.empty_like(flat), torch.empty_like(flat)
+        for level, index in groups:
+            quantised[index], likelihoods[index] = self.model_for(level)(flat[index], training=training)
         return quantised.view_as(tokens), likelihoods.view_as(tokens)
 
-    def quantize_ste(self, tokens: Tensor) -> Tensor:
+    def _medians(self, levels: Tensor | None, batch: int) -> Tensor:
+        """(1 or B, N, C) learned medians: rounding is centred on them."""
+        shape = (1, self.num_tokens, self.channels)
+        groups = self._per_level(levels, batch)
+        if groups[0][1] is None:
+            return self.model_for(0)._get_medians().detach().reshape(shape)
+        per_level = torch.stack([m._get_medians().detach().reshape(shape[1:]) for m in self._models])  # (L, N, C)
+        return per_level[levels]
+
+    def quantize_ste(self, tokens: Tensor, levels: Tensor | None = None) -> Tensor:
         """Rounded tokens (as :meth:`decompress` gives) with a straight-through gradient."""
-        medians = self.bottleneck._get_medians().detach().reshape(1, self.num_tokens, self.channels)
+        medians = self._medians(levels, tokens.shape[0])
         rounded = torch.round(tokens - medians) + medians
         return tokens + (rounded - tokens).detach()
 
     @property
     def is_ready(self) -> bool:
-        return self.bottleneck._quantized_cdf.numel() > 0
+        return all(m._quantized_cdf.numel() > 0 for m in self._models)
 
     def update(self, force: bool = False) -> bool:
         """Build the CDF tables; must run before :meth:`compress` / :meth:`decompress`."""
-        return self.bottleneck.update(force=force)
+        updated = [m.update(force=force) for m in self._models]
+        return any(updated)
 
     def aux_loss(self) -> Tensor:
-        return self.bottleneck.loss()
+        return sum(m.loss() for m in self._models)
 
-    def _check_ready(self) -> None:
-        require_ready(self.bottleneck, "hypernerv weight tokens")
+    def _check_ready(self, level: int) -> EntropyBottleneck:
+        model = self.model_for(level)
+        require_ready(model, "hypernerv weight tokens" if self.levels == 1 else f"hypernerv weight tokens, level {level}")
+        return model
 
-    def compress(self, tokens: Tensor) -> list[bytes]:
-        """(B, N, C) -> B rANS strings."""
-        self._check_ready()
-        return list(self.bottleneck.compress(self._flat(tokens)))
+    def compress(self, tokens: Tensor, level: int = 0) -> list[bytes]:
+        """(B, N, C) tokens of quality ``level`` -> B rANS strings."""
+        return list(self._check_ready(level).compress(self._flat(tokens)))
 
-    def decompress(self, strings: list[bytes]) -> Tensor:
-        """B rANS strings -> quantised tokens (B, N, C). A malformed string raises ``BitstreamError``."""
-        self._check_ready()
+    def decompress(self, strings: list[bytes], level: int = 0) -> Tensor:
+        """B rANS strings of quality ``level`` -> quantised tokens (B, N, C). A malformed string raises ``BitstreamError``."""
+        model = self._check_ready(level)
         try:
-            flat = self.bottleneck.decompress(list(strings), (1,))  # (B, N*C, 1)
+            flat = model.decompress(list(strings), (1,))  # (B, N*C, 1)
         except Exception as exc:  # the rANS extension raises assorted types on garbage
             raise BitstreamError(f"token entropy decoding failed: {exc}") from None
         if not torch.isfinite(flat).all():

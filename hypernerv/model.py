@@ -51,6 +51,9 @@ class HyperNervConfig:
     hypernet: HypernetConfig = field(default_factory=HypernetConfig)
     # rate: loss = bpp + lambda * MSE (MSE on [0, 1] RGB), one lambda per quality level
     lambdas: tuple[float, ...] = (30.0, 90.0, 270.0, 810.0)
+    # True: each quality level has its own token densities (entropy.tokens.TokenEntropyCoder levels);
+    # False: one density for all levels, as the first shipped files.
+    level_entropy_models: bool = False
 
     def __post_init__(self) -> None:
         if self.hypernet.tile_size != self.decoder.tile_size:
@@ -134,8 +137,8 @@ class HyperNerv(nn.Module):
         hcfg = config.hypernet
         self.hypernet = HyperNetwork(hcfg, specs)
         self.token_decoder = TokenDecoder(hcfg, specs)
-        self.token_coder = TokenEntropyCoder(self.hypernet.num_tokens, hcfg.code_channels)
         levels = config.quality_levels
+        self.token_coder = TokenEntropyCoder(self.hypernet.num_tokens, hcfg.code_channels, levels if config.level_entropy_models else 1)
         # Gains 0.5 .. 4 geometric at start: higher quality = finer quantisation of the codes.
         init = torch.linspace(math.log(0.5), math.log(4.0), levels)[:, None].expand(levels, hcfg.code_channels)
         self.log_gains = nn.Parameter(init.clone())  # (levels, C)
@@ -197,8 +200,8 @@ class HyperNerv(nn.Module):
         codes = self.hypernet(clip)  # (B, N_w, C)
         gains = self.gains(qualities)  # (B, 1, C)
         scaled = codes * gains
-        _, likelihoods = self.token_coder(scaled, training=self.training)
-        quantised = self.token_coder.quantize_ste(scaled)  # rounded values, straight-through gradient
+        _, likelihoods = self.token_coder(scaled, training=self.training, levels=qualities)
+        quantised = self.token_coder.quantize_ste(scaled, qualities)  # rounded values, straight-through gradient
         if frame_index is None:
             frame_index = torch.arange(clip.shape[1], device=clip.device)
         decoded = quantised / gains
@@ -247,8 +250,8 @@ class HyperNerv(nn.Module):
             optimizer = torch.optim.Adam([codes], lr=lr)
             for _ in range(steps):
                 scaled = codes * gains
-                _, likelihoods = self.token_coder(scaled, training=True)
-                recon = self.decode_codes(self.token_coder.quantize_ste(scaled) / gains, frames)
+                _, likelihoods = self.token_coder(scaled, training=True, levels=qualities)
+                recon = self.decode_codes(self.token_coder.quantize_ste(scaled, qualities) / gains, frames)
                 bits = -torch.log2(likelihoods.clamp_min(1e-9)).flatten(1).sum(1)  # (B,)
                 bpp = bits / (frames * height * width)
                 mse = F.mse_loss(recon, clip, reduction="none").flatten(1).mean(1)  # (B,)
@@ -273,12 +276,12 @@ class HyperNerv(nn.Module):
             codes = self.refine(codes, clip, quality, refine_steps, refine_lr)
         qualities = torch.full((clip.shape[0],), quality, dtype=torch.long, device=clip.device)
         with torch.no_grad():
-            strings = self.token_coder.compress(codes * self.gains(qualities))
+            strings = self.token_coder.compress(codes * self.gains(qualities), quality)
         return CompressedClip(strings, quality, clip.shape[1])
 
     @torch.no_grad()
     def decompress(self, compressed: CompressedClip, first: int = 0) -> Tensor:
         """Entropy-coded weight tokens -> tiles (B, n, 3, tile, tile) in [0, 1] of clip frames ``first ..``."""
         qualities = torch.full((len(compressed.strings),), compressed.quality, dtype=torch.long, device=self.log_gains.device)
-        quantised = self.token_coder.decompress(compressed.strings)  # (B, N_w, C)
+        quantised = self.token_coder.decompress(compressed.strings, compressed.quality)  # (B, N_w, C)
         return self.decode_codes(quantised / self.gains(qualities), compressed.num_frames, first)

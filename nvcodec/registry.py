@@ -125,6 +125,9 @@ MODELS: dict[str, ModelSpec] = {
         ModelSpec(
             name="hypernerv-small",
             weights_file="hypernerv-small.safetensors",
+            # Levels retuned 2026-12-06 (issue #15, tools/hypernerv_retune_levels.py): one token density per
+            # level and gains spaced by training-clip PSNR, so that the levels differ in PSNR, not only in rate.
+            config_overrides={"level_entropy_models": True},
             quality_levels=4,
             description="transformer hypernetwork -> fused NeRV weights, variable rate",
             **_HYPERNERV,

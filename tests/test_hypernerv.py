@@ -119,6 +119,35 @@ def test_token_quantisation_round_trip(model):
     assert (decoded - tokens).abs().max() <= 0.5 + 1e-5
 
 
+def test_level_entropy_models_code_each_level_with_its_own_density(clip_frames):
+    """``level_entropy_models``: one density per quality level, chosen by the stream's level; a level's
+    strings decode only with its own density, and the codec round trip still equals the encoder's view."""
+    torch.manual_seed(0)
+    model = create_model("hypernerv-tiny", level_entropy_models=True).eval()
+    coder = model.token_coder
+    assert coder.levels == model.config.quality_levels and len(coder.bottlenecks) == coder.levels
+    with torch.no_grad():  # make the levels' densities differ, as fitted ones do
+        for level, bottleneck in enumerate(coder.bottlenecks):
+            bottleneck.quantiles[:, :, 1] += 0.25 * level
+            bottleneck.biases[0].add_(0.5 * level)
+    model.update_entropy_models()
+    tokens = torch.randn(4, coder.num_tokens, coder.channels) * 3
+    levels = torch.tensor([0, 1, 1, 3])
+    rounded, likelihoods = coder(tokens, training=False, levels=levels)
+    for i, level in enumerate(levels.tolist()):
+        strings = coder.compress(tokens[i : i + 1], level)
+        torch.testing.assert_close(coder.decompress(strings, level), rounded[i : i + 1], rtol=0, atol=0)
+        _, own = coder(tokens[i : i + 1], training=False, levels=levels[i : i + 1])
+        torch.testing.assert_close(own, likelihoods[i : i + 1])
+    assert coder.compress(tokens[:1], 0) != coder.compress(tokens[:1], 3)
+    with pytest.raises(ValueError, match="levels of shape"):
+        coder(tokens, training=False)
+    codec = HyperNervVideoCodec(model, "hypernerv-tiny")
+    for quality in (0, 3):
+        encoded = codec.encode(clip_frames[:8], quality=quality)
+        np.testing.assert_array_equal(codec.decode_chunk(encoded.params, encoded.chunks[0], 40, 56), encoded.reconstruction)
+
+
 def test_coding_before_update_raises():
     fresh = create_model("hypernerv-tiny")
     with pytest.raises(EntropyModelNotReadyError):

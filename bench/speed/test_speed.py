@@ -140,10 +140,10 @@ def test_entropy(codec: str, direction: str, run, settings, clip: np.ndarray) ->
             level = model.config.quality_levels // 2
             levels = torch.full((tiles.shape[0],), level, dtype=torch.long, device=tiles.device)
             scaled = model.hypernet(tiles) * model.gains(levels)  # (B, N_w, C)
-            strings = model.token_coder.compress(scaled)
+            strings = model.token_coder.compress(scaled, level)
             extra = dict(codec=codec, coder="token coder", tokens_shape=list(scaled.shape), bytes=sum(map(len, strings)))
             if direction == "encode":
-                run(lambda: model.token_coder.compress(scaled), group, **extra)
+                run(lambda: model.token_coder.compress(scaled, level), group, **extra)
             else:
-                decoded = run(lambda: model.token_coder.decompress(strings), group, **extra)
+                decoded = run(lambda: model.token_coder.decompress(strings, level), group, **extra)
                 assert decoded.shape == scaled.shape
