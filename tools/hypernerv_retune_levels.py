@@ -7,8 +7,8 @@ steps buy rate for little quality, and one token density shared by all levels fi
 What it does, on TRAINING clips only (the data of ``--data-config``; the validation clip Megamind is
 not in it):
 
-1. Reads the shipped model into ``level_entropy_models=True`` (every level starts from the shared
-   density) and measures the training-clip PSNR of the finest level's gains times a scale ``s``.
+1. Reads ``--source`` into ``level_entropy_models=True`` (from a file with one shared density, every
+   level starts from it) and measures the training-clip PSNR of the finest level's gains times a scale ``s``.
 2. Gains are the finest level's learned gains times a scale per level (bisection on log s): the top
    level's scale gives ``--top-drop-db`` less training PSNR than the finest gains (finer steps cost
    rate and buy nothing), each lower level's ``--step-db`` less than the level above.
@@ -18,7 +18,9 @@ not in it):
 4. Writes a checkpoint that ``nvcodec export CKPT -o hypernerv-small`` ships (model_overrides
    ``level_entropy_models: true``) and that the benchmarks read with ``--checkpoint``.
 
-    OMP_NUM_THREADS=1 python tools/hypernerv_retune_levels.py runs/hypernerv-levels/levels.ckpt
+    git show 1756257~1:nvcodec/weights/hypernerv-small.safetensors > /tmp/hypernerv-small-450aa906.safetensors
+    OMP_NUM_THREADS=1 python tools/hypernerv_retune_levels.py runs/hypernerv-levels/levels2.ckpt \
+        --source /tmp/hypernerv-small-450aa906.safetensors
 """
 
 from __future__ import annotations
@@ -87,6 +89,9 @@ def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("output", type=Path, help="checkpoint to write (for nvcodec export / --checkpoint)")
     parser.add_argument("--model", default="hypernerv-small")
+    parser.add_argument("--source", default="hypernerv-small",
+                        help="weights to retune: a registered name (its shipped file) or a .safetensors path; "
+                        "the shipped c79cdb5a came from 450aa906 (`git show 1756257~1:nvcodec/weights/hypernerv-small.safetensors`)")
     parser.add_argument("--data-config", type=Path, default=Path("train/configs/hypernerv-small-stage3.yaml"))
     parser.add_argument("--clips", type=int, default=1536, help="training clips whose codes fit the densities")
     parser.add_argument("--psnr-clips", type=int, default=256, help="of those, the clips that measure PSNR per scale")
@@ -101,11 +106,14 @@ def main(argv: list[str] | None = None) -> int:
     started = time.time()
     overrides = {"level_entropy_models": True}
     model = create_model(args.model, **overrides)
-    shipped = create_model(args.model)
-    _, state = initial_weights(shipped, args.model)
-    shipped.load_state_dict(state, strict=True)
+    if str(args.source).endswith(".safetensors"):  # read as tensors: an older file's config is not the registered one
+        from safetensors.torch import load_file
+
+        state = {k: v.float() if v.is_floating_point() else v for k, v in load_file(str(args.source)).items()}
+    else:
+        state = initial_weights(model, args.source)[1]
     own = model.state_dict()
-    for key, value in shipped.state_dict().items():
+    for key, value in state.items():
         if key.startswith("token_coder.bottleneck."):
             for level in range(model.config.quality_levels):  # every level starts from the shared density
                 own[key.replace("token_coder.bottleneck.", f"token_coder.bottlenecks.{level}.")] = value.clone()
