@@ -104,6 +104,7 @@ def main(argv: list[str] | None = None) -> int:
     args = parser.parse_args(argv)
 
     started = time.time()
+    torch.manual_seed(args.seed)  # compressai's noise proxy draws from the global generator (the shipped fit was unseeded)
     overrides = {"level_entropy_models": True}
     model = create_model(args.model, **overrides)
     if str(args.source).endswith(".safetensors"):  # read as tensors: an older file's config is not the registered one
