@@ -33,14 +33,16 @@ class TokenEntropyCoder(nn.Module):
         self.levels = levels
         if levels == 1:  # one density for every level (the state-dict layout of the first shipped files)
             self.bottleneck = EntropyBottleneck(num_tokens * channels)
-            self._models = [self.bottleneck]
         else:
             self.bottlenecks = nn.ModuleList(EntropyBottleneck(num_tokens * channels) for _ in range(levels))
-            self._models = list(self.bottlenecks)
         for model in self._models:
             # The CDF tables are derived from the parameters by update(): keep them out of the state
             # dict so weights files load into a fresh model (whose tables are empty) and are rebuilt.
             model._non_persistent_buffers_set.update({"_quantized_cdf", "_offset", "_cdf_length"})
+
+    @property
+    def _models(self) -> list[EntropyBottleneck]:
+        return [self.bottleneck] if self.levels == 1 else list(self.bottlenecks)
 
     def model_for(self, level: int) -> EntropyBottleneck:
         """The entropy model of quality ``level`` (the shared one when ``levels`` is 1)."""
@@ -48,15 +50,13 @@ class TokenEntropyCoder(nn.Module):
             return self.bottleneck
         if not 0 <= level < self.levels:
             raise ValueError(f"level {level} outside 0..{self.levels - 1}")
-        return self._models[level]
+        return self.bottlenecks[level]
 
-    def _per_level(self, levels: Tensor | None, batch: int) -> list[tuple[int, Tensor | None]]:
-        """(level, sample indices) groups of a batch; one group covering all when the density is shared."""
-        if self.levels == 1:
-            return [(0, None)]
+    def _checked_levels(self, levels: Tensor | None, batch: int) -> Tensor:
+        """``levels`` (B,) of a coder with one density per level (refused when missing or misshaped)."""
         if levels is None or levels.shape != (batch,):
             raise ValueError(f"a coder with {self.levels} level densities needs levels of shape ({batch},)")
-        return [(int(level), (levels == level).nonzero().flatten()) for level in levels.unique()]
+        return levels
 
     def _flat(self, tokens: Tensor) -> Tensor:
         if tokens.dim() != 3 or tuple(tokens.shape[1:]) != (self.num_tokens, self.channels):
@@ -71,23 +71,23 @@ class TokenEntropyCoder(nn.Module):
         each sample's quality level (needed when the coder has one density per level).
         """
         flat = self._flat(tokens)
-        groups = self._per_level(levels, tokens.shape[0])
-        if groups[0][1] is None:
-            quantised, likelihoods = self.model_for(0)(flat, training=training)
+        if self.levels == 1:
+            quantised, likelihoods = self.bottleneck(flat, training=training)
             return quantised.view_as(tokens), likelihoods.view_as(tokens)
+        levels = self._checked_levels(levels, tokens.shape[0])
         quantised, likelihoods = torch.empty_like(flat), torch.empty_like(flat)
-        for level, index in groups:
-            quantised[index], likelihoods[index] = self.model_for(level)(flat[index], training=training)
+        for level in levels.unique().tolist():  # each level's samples through its own density
+            index = (levels == level).nonzero().flatten()
+            quantised[index], likelihoods[index] = self.bottlenecks[level](flat[index], training=training)
         return quantised.view_as(tokens), likelihoods.view_as(tokens)
 
     def _medians(self, levels: Tensor | None, batch: int) -> Tensor:
         """(1 or B, N, C) learned medians: rounding is centred on them."""
         shape = (1, self.num_tokens, self.channels)
-        groups = self._per_level(levels, batch)
-        if groups[0][1] is None:
-            return self.model_for(0)._get_medians().detach().reshape(shape)
-        per_level = torch.stack([m._get_medians().detach().reshape(shape[1:]) for m in self._models])  # (L, N, C)
-        return per_level[levels]
+        if self.levels == 1:
+            return self.bottleneck._get_medians().detach().reshape(shape)
+        per_level = torch.stack([m._get_medians().detach().reshape(shape[1:]) for m in self.bottlenecks])  # (L, N, C)
+        return per_level[self._checked_levels(levels, batch)]
 
     def quantize_ste(self, tokens: Tensor, levels: Tensor | None = None) -> Tensor:
         """Rounded tokens (as :meth:`decompress` gives) with a straight-through gradient."""
