@@ -56,6 +56,12 @@ class HypernetConfig:
     # output weighted by u^1 .. u^K, u in [-1, 1] the frame's place in the clip (zero-initialised):
     # the clip's frames then differ by more than the time embedding (the clip-edge dip, issue #15).
     temporal_terms: int = 0
+    # F > 0: the encoder also reads F frames before and F after the clip (frames of the neighbouring
+    # clips, clamped to the video): their tubelets' patch embeddings, through a zero-initialised linear
+    # map per side, are added to the tokens of the clip's first and last tubelets. Encoder side only
+    # (the decoder and the bitstream are unchanged): the one-shot codes of the clip-edge frames can
+    # then use what comes before and after them (the clip-edge dip, issue #15). A multiple of pt.
+    context_frames: int = 0
 
     @property
     def num_patches(self) -> int:
@@ -74,6 +80,10 @@ class HyperNetwork(nn.Module):
         super().__init__()
         if config.clip_len % config.tubelet_frames or config.tile_size % config.patch_size:
             raise ValueError(f"tubelet {config.tubelet_frames}x{config.patch_size}^2 does not tile a clip {config.clip_len}x{config.tile_size}^2")
+        if config.context_frames < 0 or config.context_frames % config.tubelet_frames:
+            raise ValueError(f"context_frames {config.context_frames} must be a non-negative multiple of tubelet_frames {config.tubelet_frames}")
+        if config.context_frames and config.clip_len < 2 * config.tubelet_frames:
+            raise ValueError(f"context_frames needs at least two tubelets per clip (clip_len {config.clip_len}, tubelet_frames {config.tubelet_frames})")
         self.config = config
         self.num_tokens = num_weight_tokens(specs)
         pt, p = config.tubelet_frames, config.patch_size
@@ -89,20 +99,57 @@ class HyperNetwork(nn.Module):
             # Zero start: the seed begins as a no-op, so a model trained without it fine-tunes from the same function.
             nn.init.zeros_(self.spatial_proj.weight)
             nn.init.zeros_(self.spatial_proj.bias)
+        self.context_before = self.context_after = None
+        if config.context_frames:
+            # Zero start: a model trained without context fine-tunes from the same function.
+            self.context_before = nn.Linear(config.dim, config.dim)
+            self.context_after = nn.Linear(config.dim, config.dim)
+            for layer in (self.context_before, self.context_after):
+                nn.init.zeros_(layer.weight)
+                nn.init.zeros_(layer.bias)
 
-    def forward(self, clip: Tensor) -> Tensor:
-        """``clip``: (B, T, 3, tile, tile) in [0, 1] -> codes (B, N_w, C_code)."""
+    def forward(self, clip: Tensor, context: Tensor | None = None) -> Tensor:
+        """``clip``: (B, T, 3, tile, tile) in [0, 1] -> codes (B, N_w, C_code).
+
+        ``context`` (B, 2F, 3, tile, tile): the F frames before the clip, then the F after it
+        (``context_frames`` F > 0 only; default: the clip's first and last frames repeated).
+        """
         cfg = self.config
         if tuple(clip.shape[1:]) != (cfg.clip_len, 3, cfg.tile_size, cfg.tile_size):
             raise ValueError(f"clip shape {tuple(clip.shape)}, hypernetwork needs (B, {cfg.clip_len}, 3, {cfg.tile_size}, {cfg.tile_size})")
         patches = self.patch_embed(clip.transpose(1, 2) - 0.5)  # (B, D, T/pt, tile/p, tile/p)
         x = patches.flatten(2).transpose(1, 2) + self.pos_embed  # (B, N_patch, D)
+        if cfg.context_frames:
+            x = self._add_context(x, clip, context)
+        elif context is not None:
+            raise ValueError("this hypernetwork reads no context frames (context_frames is 0)")
         tokens = self.weight_tokens.expand(x.shape[0], -1, -1)  # (B, N_w, D)
         if self.spatial_proj is not None:
             tokens = self._seed_spatial_tokens(tokens, patches)
         x = self.blocks(torch.cat([x, tokens], dim=1))  # (B, N_patch + N_w, D)
         x = self.norm(x[:, -self.num_tokens :])  # (B, N_w, D)
         return self.to_code(x)  # (B, N_w, C_code)
+
+    def _add_context(self, x: Tensor, clip: Tensor, context: Tensor | None) -> Tensor:
+        """Add the projected context tubelets to the tokens of the clip's first and last tubelets.
+
+        ``x``: (B, N_patch, D) patch tokens, tubelet-major. Each side's tubelets are averaged per
+        patch position before their side's linear map.
+        """
+        cfg = self.config
+        side = cfg.context_frames
+        if context is None:
+            context = torch.cat([clip[:, :1].expand(-1, side, -1, -1, -1), clip[:, -1:].expand(-1, side, -1, -1, -1)], dim=1)
+        if tuple(context.shape) != (clip.shape[0], 2 * side, *clip.shape[2:]):
+            raise ValueError(f"context shape {tuple(context.shape)}, hypernetwork needs ({clip.shape[0]}, {2 * side}, 3, {cfg.tile_size}, {cfg.tile_size})")
+        assert self.context_before is not None and self.context_after is not None
+        embedded = self.patch_embed(context.transpose(1, 2) - 0.5)  # (B, D, 2F/pt, h, w)
+        half = embedded.shape[2] // 2
+        before = self.context_before(embedded[:, :, :half].mean(2).flatten(2).transpose(1, 2))  # (B, h*w, D)
+        after = self.context_after(embedded[:, :, half:].mean(2).flatten(2).transpose(1, 2))
+        per_tubelet = before.shape[1]
+        middle = x[:, per_tubelet:-per_tubelet]
+        return torch.cat([x[:, :per_tubelet] + before, middle, x[:, -per_tubelet:] + after], dim=1)
 
     def _seed_spatial_tokens(self, tokens: Tensor, patches: Tensor) -> Tensor:
         """Add to stem position p's token the projected mean (over time and area) of the patches under p.

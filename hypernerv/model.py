@@ -191,13 +191,14 @@ class HyperNerv(nn.Module):
         return self.decoder(modulations, times, self.stem_offset(decoded_codes, times))
 
     # --------------------------------------------------------------- training
-    def forward(self, clip: Tensor, qualities: Tensor, frame_index: Tensor | None = None) -> HyperNervOutput:
+    def forward(self, clip: Tensor, qualities: Tensor, frame_index: Tensor | None = None, context: Tensor | None = None) -> HyperNervOutput:
         """``clip``: (B, T, 3, tile, tile) in [0, 1]; ``qualities``: (B,) quality indices.
 
         ``frame_index`` (F,): decode only these frames (a cheaper, unbiased training estimate of
-        the distortion; the hypernetwork still reads all T). Default: all T frames.
+        the distortion; the hypernetwork still reads all T). Default: all T frames. ``context``:
+        the frames around the clip that a hypernetwork with ``context_frames`` reads (see HyperNetwork).
         """
-        codes = self.hypernet(clip)  # (B, N_w, C)
+        codes = self.hypernet(clip, context)  # (B, N_w, C)
         gains = self.gains(qualities)  # (B, 1, C)
         scaled = codes * gains
         _, likelihoods = self.token_coder(scaled, training=self.training, levels=qualities)
@@ -263,15 +264,18 @@ class HyperNerv(nn.Module):
         return codes.detach()
 
     # ----------------------------------------------------------------- coding
-    def compress(self, clip: Tensor, quality: int, refine_steps: int = 0, refine_lr: float = REFINE_LR) -> CompressedClip:
+    def compress(self, clip: Tensor, quality: int, refine_steps: int = 0, refine_lr: float = REFINE_LR, context: Tensor | None = None) -> CompressedClip:
         """``clip``: (B, n, 3, tile, tile) tiles of one clip, n <= T -> entropy-coded weight tokens.
+
+        ``context``: (B, 2F, 3, tile, tile), the F frames before and after the clip, read by a
+        hypernetwork with ``context_frames`` F (ignored otherwise: such a model reads no context).
 
         Raises ``EntropyModelNotReadyError`` before :meth:`update_entropy_models`.
         """
         if not 0 <= quality < self.config.quality_levels:
             raise ValueError(f"quality level {quality} outside 0..{self.config.quality_levels - 1}")
         with torch.no_grad():
-            codes = self.hypernet(self.pad_clip(clip))  # (B, N_w, C)
+            codes = self.hypernet(self.pad_clip(clip), context if self.config.hypernet.context_frames else None)  # (B, N_w, C)
         if refine_steps > 0:
             codes = self.refine(codes, clip, quality, refine_steps, refine_lr)
         qualities = torch.full((clip.shape[0],), quality, dtype=torch.long, device=clip.device)

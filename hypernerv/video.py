@@ -267,19 +267,24 @@ class HyperNervVideoCodec(VideoCodec):
     def _compress(self, frames: np.ndarray, quality: int, refine_steps: int, grid: TileGrid) -> Iterator[tuple[ChunkData, CompressedClip]]:
         """Checked arguments -> (chunk, its coded tiles) per clip of ``clip_len`` frames."""
         clip_len, stride, count = self.model.config.clip_len, self.stride, frames.shape[0]
+        side = self.model.config.hypernet.context_frames
         for start in range(0, count, stride):
             stop = min(start + stride, count)
             if stride == clip_len:
-                window = frames[start:stop]  # (n, H, W, 3): the clip itself, short at the end
+                indices = np.arange(start, stop)  # the clip itself, short at the end
             else:  # the clip_len frames centred on start:stop, clamped to the video
                 first = start - self._margin(stride)
-                window = frames[np.clip(np.arange(first, first + clip_len), 0, count - 1)]
-            clip = frames_to_tensor(window, self.device)  # (n, 3, H, W)
-            tiles = grid.split(clip).contiguous()  # (num_tiles, n, 3, tile, tile)
+                indices = np.clip(np.arange(first, first + clip_len), 0, count - 1)
+            tiles = grid.split(frames_to_tensor(frames[indices], self.device)).contiguous()  # (num_tiles, n, 3, tile, tile)
+            context = None
+            if side:  # the frames either side of the window, clamped to the video (the encoder reads them)
+                around = np.concatenate([np.arange(indices[0] - side, indices[0]), np.arange(indices[-1] + 1, indices[-1] + 1 + side)])
+                context = grid.split(frames_to_tensor(frames[np.clip(around, 0, count - 1)], self.device)).contiguous()
             strings: list[bytes] = []
             for first in range(0, grid.num_tiles, self.tiles_per_batch):
-                part = self.model.compress(tiles[first : first + self.tiles_per_batch], quality, refine_steps, self.refine_lr)
-                strings.extend(part.strings)
+                part = slice(first, first + self.tiles_per_batch)
+                coded = self.model.compress(tiles[part], quality, refine_steps, self.refine_lr, None if context is None else context[part])
+                strings.extend(coded.strings)
             compressed = CompressedClip(strings, quality, stop - start)
             yield ChunkData(start, stop, pack_payload(compressed, self.model.num_weight_tokens, self.model.config.hypernet.code_channels)), compressed
 

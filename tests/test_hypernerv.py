@@ -583,3 +583,67 @@ def test_clip_stride_through_the_api(clip_frames):
     for codec, model, stride in [("intra", "intra-tiny", 4), ("hypernerv", "hypernerv-tiny", 0), ("hypernerv", "hypernerv-tiny", 9)]:
         with pytest.raises(InputError, match="stride"):
             nvcodec.encode(clip_frames[:2], codec=codec, model=model, clip_stride=stride)
+
+
+def test_context_frames_start_as_no_op_and_reach_only_the_edge_tubelets():
+    torch.manual_seed(0)
+    plain = create_model("hypernerv-tiny").eval()
+    reader = create_model("hypernerv-tiny", hypernet={"context_frames": 2}).eval()
+    missing = reader.load_state_dict(plain.state_dict(), strict=False).missing_keys
+    assert sorted(missing) == [f"hypernet.context_{side}.{p}" for side in ("after", "before") for p in ("bias", "weight")]
+    clip, context = torch.rand(2, 8, 3, 16, 16), torch.rand(2, 4, 3, 16, 16)
+    hypernet = reader.hypernet
+    with torch.no_grad():
+        assert torch.equal(plain.hypernet(clip), hypernet(clip, context))  # zero-initialised: the shipped function
+        torch.nn.init.normal_(hypernet.context_before.weight)
+        torch.nn.init.normal_(hypernet.context_after.weight)
+        x = torch.zeros(2, 64, 32)  # tiny: 4 tubelets x 4x4 patches, D 32
+        tokens = hypernet._add_context(x, clip, context)
+        later = context.clone()
+        later[:, 2:] += 0.5  # the frames after the clip
+        moved = (hypernet._add_context(x, clip, later) - tokens).abs().amax(dim=(0, 2)) > 0  # (N_patch,)
+        assert moved.nonzero().flatten().tolist() == list(range(48, 64))  # the last tubelet's tokens only
+        assert not torch.equal(hypernet(clip, context), hypernet(clip, later))
+        repeated = torch.cat([clip[:, :1].expand(-1, 2, -1, -1, -1), clip[:, -1:].expand(-1, 2, -1, -1, -1)], dim=1)
+        assert torch.equal(hypernet(clip), hypernet(clip, repeated))  # no context given: the edge frames repeated
+    with pytest.raises(ValueError, match="context shape"):
+        hypernet(clip, context[:, :2])
+    with pytest.raises(ValueError, match="reads no context"):
+        plain.hypernet(clip, context)
+    with pytest.raises(ValueError, match="multiple of tubelet_frames"):
+        create_model("hypernerv-tiny", hypernet={"context_frames": 1})
+
+
+def test_context_encoder_reads_the_neighbouring_clip_and_decodes_unchanged(clip_frames):
+    torch.manual_seed(0)
+    reader = create_model("hypernerv-tiny", hypernet={"context_frames": 2}).eval()
+    with torch.no_grad():
+        torch.nn.init.normal_(reader.hypernet.context_after.weight, std=0.5)
+    reader.update_entropy_models()
+    codec = HyperNervVideoCodec(reader, "hypernerv-tiny")
+    encoded = codec.encode(clip_frames, quality=1)
+    changed = clip_frames.copy()
+    changed[8] = 255 - changed[8]  # the first frame after chunk 0 (clip_len 8)
+    other = codec.encode(changed, quality=1)
+    assert encoded.chunks[0].payload != other.chunks[0].payload  # chunk 0's encoder read frames 8 and 9
+    for chunk in encoded.chunks:  # the decoder needs nothing but the chunk
+        np.testing.assert_array_equal(codec.decode_chunk(encoded.params, chunk, 40, 56), encoded.reconstruction[chunk.frame_start : chunk.frame_stop])
+
+
+def test_train_only_freezes_everything_else_and_context_clips_split(tmp_path):
+    from nvcodec.train.hypernerv import HyperNervSystem
+
+    system = HyperNervSystem("hypernerv-tiny", model_overrides={"hypernet": {"context_frames": 2}}, train_only="hypernet.")
+    trainable = {name for name, p in system.model.named_parameters() if p.requires_grad}
+    assert trainable and all(name.startswith("hypernet.") for name in trainable) and "hypernet.context_before.weight" in trainable
+    assert not system.train_aux
+    net_opt, _ = system.configure_optimizers()
+    assert sum(p.numel() for group in net_opt.param_groups for p in group["params"]) == sum(p.numel() for name, p in system.model.named_parameters() if name in trainable)
+    batch = torch.rand(2, 12, 3, 16, 16)
+    clip, context = system.split_batch(batch)
+    assert torch.equal(clip, batch[:, 2:10]) and torch.equal(context, torch.cat([batch[:, :2], batch[:, 10:]], dim=1))
+    with pytest.raises(ValueError, match="set data.clip_len"):
+        system.split_batch(torch.rand(2, 8, 3, 16, 16))
+    with pytest.raises(ValueError, match="matches no parameter"):
+        HyperNervSystem("hypernerv-tiny", train_only="nothing.")
+    assert HyperNervSystem("hypernerv-tiny").train_aux

@@ -9,6 +9,12 @@ step (the hypernetwork always reads the whole clip). ``init_checkpoint`` starts 
 ``init_weights`` does the same from a shipped model name or weights file. ``edge_weight`` > 1 weights
 the distortion of the clip's first and last frames that much more than its centre (linear in the
 distance from the centre), against the clip-edge dip (README, Clip pulsing).
+
+A model whose hypernetwork reads ``context_frames`` F needs clips of T + 2F frames from the data
+(``data.clip_len``): the middle T are the clip, F either side its context. ``train_only`` (a
+parameter-name prefix, e.g. ``"hypernet."``) trains only those parameters: with the hypernetwork
+alone, the decoder, gains and token densities (and so the bitstream and the rANS tables) stay those
+of the starting weights.
 """
 
 from __future__ import annotations
@@ -42,6 +48,7 @@ class HyperNervSystem(pl.LightningModule):
         init_checkpoint: str | None = None,
         init_weights: str | None = None,
         edge_weight: float = 1.0,
+        train_only: str | None = None,
     ) -> None:
         super().__init__()
         self.save_hyperparameters()
@@ -64,6 +71,22 @@ class HyperNervSystem(pl.LightningModule):
         length = self.model.config.clip_len
         distance = (torch.arange(length, dtype=torch.float32) - (length - 1) / 2).abs() / max((length - 1) / 2, 1)
         self.frame_weights = None if edge_weight == 1.0 else 1.0 + (edge_weight - 1.0) * distance  # (T,)
+        if train_only is not None:
+            names = [name for name, _ in self.model.named_parameters() if name.startswith(train_only)]
+            if not names:
+                raise ValueError(f"train_only {train_only!r} matches no parameter of {model_name}")
+            for name, parameter in self.model.named_parameters():
+                parameter.requires_grad_(name.startswith(train_only))
+        self.train_aux = any(p.requires_grad for p in split_aux_parameters(self.model)[1])
+
+    def split_batch(self, batch: Tensor) -> tuple[Tensor, Tensor | None]:
+        """(B, T + 2F, 3, t, t) data clips -> the clip (B, T, ...) and its context (B, 2F, ...) or None."""
+        length, side = self.model.config.clip_len, self.model.config.hypernet.context_frames
+        if batch.shape[1] != length + 2 * side:
+            raise ValueError(f"data clips of {batch.shape[1]} frames; this model needs {length + 2 * side} (clip_len {length} + 2 x context_frames {side}): set data.clip_len")
+        if not side:
+            return batch, None
+        return batch[:, side : side + length], torch.cat([batch[:, :side], batch[:, side + length :]], dim=1)
 
     def _load_start(self, state: dict[str, Tensor], origin: str) -> None:
         """Load starting weights. Parameters they lack (a module enabled by ``model_overrides``,
@@ -86,13 +109,15 @@ class HyperNervSystem(pl.LightningModule):
 
     def configure_optimizers(self):
         net, aux = split_aux_parameters(self.model)
+        net = [p for p in net if p.requires_grad]
         net_opt = torch.optim.AdamW(net, lr=self.hparams.lr, weight_decay=self.hparams.weight_decay)
         aux_opt = torch.optim.Adam(aux, lr=self.hparams.aux_lr)
         return [net_opt, aux_opt]
 
     def training_step(self, batch: Tensor, batch_idx: int) -> Tensor:
-        """``batch``: (B, T, 3, tile, tile) clips in [0, 1]."""
+        """``batch``: (B, T [+ 2F], 3, tile, tile) clips in [0, 1]."""
         net_opt, aux_opt = self.optimizers()
+        batch, context = self.split_batch(batch)
         for group in net_opt.param_groups:
             group["lr"] = self.hparams.lr * self._lr_factor(self.global_step)
         qualities = torch.randint(0, self.model.config.quality_levels, (batch.shape[0],), device=batch.device)
@@ -100,16 +125,17 @@ class HyperNervSystem(pl.LightningModule):
         if self.hparams.train_frames is not None and self.hparams.train_frames < batch.shape[1]:
             # Decode a random subset of the frames: halves the decoder's cost, same expected loss.
             frame_index = torch.randperm(batch.shape[1], device=batch.device)[: self.hparams.train_frames].sort().values
-        output = self.model(batch, qualities, frame_index)
+        output = self.model(batch, qualities, frame_index, context)
         rd = self.model.rd_loss(output, batch, qualities, self.frame_weights)
         net_opt.zero_grad()
         self.manual_backward(rd.loss)
         self.clip_gradients(net_opt, gradient_clip_val=self.hparams.grad_clip, gradient_clip_algorithm="norm")
         net_opt.step()
         aux_loss = self.model.aux_loss()
-        aux_opt.zero_grad()
-        self.manual_backward(aux_loss)
-        aux_opt.optimizer.step()  # raw torch step: keeps global_step == training batches
+        if self.train_aux:
+            aux_opt.zero_grad()
+            self.manual_backward(aux_loss)
+            aux_opt.optimizer.step()  # raw torch step: keeps global_step == training batches
         self.log_dict(
             {"train/loss": rd.loss.detach(), "train/bpp": rd.bpp.mean().detach(), "train/psnr": rd.psnr.mean().detach(), "train/aux": aux_loss.detach()},
             prog_bar=True,
@@ -118,7 +144,8 @@ class HyperNervSystem(pl.LightningModule):
 
     def validation_step(self, batch: Tensor, batch_idx: int) -> None:
         """Rounded codes (as coded), every quality level on the same clips."""
+        batch, context = self.split_batch(batch)
         for quality in range(self.model.config.quality_levels):
             qualities = torch.full((batch.shape[0],), quality, dtype=torch.long, device=batch.device)
-            rd = self.model.rd_loss(self.model(batch, qualities), batch, qualities)
+            rd = self.model.rd_loss(self.model(batch, qualities, context=context), batch, qualities)
             self.log_dict({f"val/psnr_q{quality}": rd.psnr.mean(), f"val/bpp_q{quality}": rd.bpp.mean()}, batch_size=batch.shape[0])
