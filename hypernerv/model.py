@@ -267,15 +267,15 @@ class HyperNerv(nn.Module):
     def compress(self, clip: Tensor, quality: int, refine_steps: int = 0, refine_lr: float = REFINE_LR, context: Tensor | None = None) -> CompressedClip:
         """``clip``: (B, n, 3, tile, tile) tiles of one clip, n <= T -> entropy-coded weight tokens.
 
-        ``context``: (B, 2F, 3, tile, tile), the F frames before and after the clip, read by a
-        hypernetwork with ``context_frames`` F (ignored otherwise: such a model reads no context).
+        ``context``: (B, 2F, 3, tile, tile), the F frames before and after the clip, for a
+        hypernetwork with ``context_frames`` F (see HyperNetwork; refused by one without).
 
         Raises ``EntropyModelNotReadyError`` before :meth:`update_entropy_models`.
         """
         if not 0 <= quality < self.config.quality_levels:
             raise ValueError(f"quality level {quality} outside 0..{self.config.quality_levels - 1}")
         with torch.no_grad():
-            codes = self.hypernet(self.pad_clip(clip), context if self.config.hypernet.context_frames else None)  # (B, N_w, C)
+            codes = self.hypernet(self.pad_clip(clip), context)  # (B, N_w, C)
         if refine_steps > 0:
             codes = self.refine(codes, clip, quality, refine_steps, refine_lr)
         qualities = torch.full((clip.shape[0],), quality, dtype=torch.long, device=clip.device)
