@@ -128,7 +128,9 @@ MODELS: dict[str, ModelSpec] = {
             weights_file="hypernerv-small.safetensors",
             # Levels retuned 2026-12-06 (issue #15, tools/hypernerv_retune_levels.py): one token density per
             # level and gains spaced by training-clip PSNR, so that the levels differ in PSNR, not only in rate.
-            config_overrides={"level_entropy_models": True},
+            # Lambdas that agree with those levels since 2026-12-07 (issue #15, train/configs/hypernerv-small-lambdas.yaml):
+            # they weigh encode-time refinement (and any further training) as the levels trade rate for PSNR.
+            config_overrides={"level_entropy_models": True, "lambdas": (0.5, 2.0, 13.0, 60.0)},
             quality_levels=4,
             description="transformer hypernetwork -> fused NeRV weights, variable rate",
             **_HYPERNERV,
