@@ -2,6 +2,7 @@
 
 from nvcodec.entropy.hyperprior import HyperPrior, HyperPriorOutput
 from nvcodec.entropy.rans import (
+    RANS_TABLES,
     entropy_tables,
     install_entropy_tables,
     pack_strings,
@@ -20,6 +21,7 @@ __all__ = [
     "pack_strings",
     "unpack_strings",
     "require_ready",
+    "RANS_TABLES",
     "entropy_tables",
     "install_entropy_tables",
     "split_aux_parameters",

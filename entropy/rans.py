@@ -24,15 +24,15 @@ from torch import Tensor, nn
 
 from nvcodec.errors import BitstreamError, EntropyModelNotReadyError
 
-__all__ = ["require_ready", "entropy_tables", "install_entropy_tables", "split_aux_parameters", "pack_strings", "unpack_strings"]
+__all__ = ["RANS_TABLES", "require_ready", "entropy_tables", "install_entropy_tables", "split_aux_parameters", "pack_strings", "unpack_strings"]
 
 _U32 = struct.Struct("<I")
-_TABLES = ("_quantized_cdf", "_cdf_length", "_offset")
+RANS_TABLES = ("_quantized_cdf", "_cdf_length", "_offset")
 
 
 def _table_names(module: EntropyModel) -> tuple[str, ...]:
     # a Gaussian conditional also needs its scale table: build_indexes compares scales against it
-    return _TABLES + ("scale_table",) if isinstance(module, GaussianConditional) else _TABLES
+    return RANS_TABLES + ("scale_table",) if isinstance(module, GaussianConditional) else RANS_TABLES
 
 
 def require_ready(model: nn.Module, name: str) -> None:

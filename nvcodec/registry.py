@@ -267,6 +267,8 @@ def save_weights(model: Any, name: str, path: str | Path) -> str:
         raise ModelConfigError(f"model config differs from the registered {name!r} ({'; '.join(diff)})")
     import torch
 
+    from nvcodec.entropy import RANS_TABLES
+
     storage = {"float32": torch.float32, "float16": torch.float16}[spec.storage_dtype]
     parameters = {k for k, _ in model.named_parameters()}
     # Only learned parameters take the storage dtype; buffers (CDF tables, compressai's 1e-9
@@ -275,6 +277,10 @@ def save_weights(model: Any, name: str, path: str | Path) -> str:
         k: (v.detach().to(storage) if v.is_floating_point() and k in parameters else v.detach()).cpu().contiguous()
         for k, v in model.state_dict().items()
     }
+    # The rANS tables are derived data with a file of their own (``save_entropy_tables``): a model whose
+    # entropy models were updated before saving stores them empty, as a fresh model has them.
+    for key in [k for k in state if k.rpartition(".")[2] in RANS_TABLES]:
+        state[key] = state[key].new_empty(0)
     metadata = {
         "storage_dtype": spec.storage_dtype,
         "format_version": str(WEIGHTS_FORMAT_VERSION),

@@ -11,6 +11,7 @@ import torch
 import nvcodec
 from nvcodec import registry
 from nvcodec.container import CODEC_NAMES
+from nvcodec.entropy import RANS_TABLES
 from nvcodec.errors import BitstreamError, ModelConfigError, UnknownModelError
 
 
@@ -53,7 +54,10 @@ def test_shipped_weights_are_the_registered_config_and_load_strictly(name: str) 
     stored = registry.config_from_dict(config_cls(), upgrade(raw))
     assert registry.create_config(name) == stored
     model = registry.create_model(name)
-    model.load_state_dict(load_file(str(spec.weights_path)), strict=True)  # raises on any missing/extra key
+    stored_state = load_file(str(spec.weights_path))
+    model.load_state_dict(stored_state, strict=True)  # raises on any missing/extra key
+    tables = [k for k in stored_state if k.rpartition(".")[2] in RANS_TABLES]
+    assert all(stored_state[k].numel() == 0 for k in tables), "rANS tables belong in the .tables file only"
     loaded, loaded_name = registry.load_weights(spec.weights_path, name)
     assert loaded_name == name and loaded.config == stored
 
@@ -117,6 +121,23 @@ def test_weights_round_trip_with_metadata(tmp_path) -> None:
         assert torch.equal(loaded.state_dict()[key], value), key
     with pytest.raises(UnknownModelError, match="hypernerv-tiny"):
         registry.load_weights(path, name="hypernerv-tiny")
+
+
+def test_updated_entropy_tables_are_not_stored_in_the_weights_file(tmp_path) -> None:
+    from safetensors.torch import load_file
+
+    model = registry.create_model("intra-tiny").eval()
+    model.update_entropy_models()  # e.g. a retune tool that coded with the model before saving it
+    tables = [k for k in model.state_dict() if k.rpartition(".")[2] in RANS_TABLES]
+    assert tables and all(model.state_dict()[k].numel() > 0 for k in tables)
+    path = tmp_path / "w.safetensors"
+    registry.save_weights(model, "intra-tiny", path)
+    stored = load_file(str(path))
+    assert all(stored[k].numel() == 0 for k in tables)
+    loaded, _ = registry.load_weights(path, "intra-tiny")
+    for key, value in model.state_dict().items():
+        if key not in tables:
+            assert torch.equal(loaded.state_dict()[key], value), key
 
 
 def test_half_precision_storage_loads_as_rounded_float32(tmp_path, monkeypatch) -> None:
