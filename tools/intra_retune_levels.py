@@ -130,15 +130,13 @@ def main(argv: list[str] | None = None) -> int:
         print(f"t {t:+5.2f}: {curve[-1][0]:.4f} bpp, PSNR-RGB {curve[-1][1]:.2f} dB  ({time.time() - started:.0f} s)", flush=True)
     placed = place_levels(grid, [p for _, p in curve], levels, args.top_drop_db, args.step_db)
 
-    with torch.no_grad():
-        model.log_gain.copy_(torch.stack([continuous_rows(log_gain, t) for t in placed]))
-        model.log_inv_gain.copy_(torch.stack([continuous_rows(log_inv_gain, t) for t in placed]))
+    placed_gain = torch.stack([continuous_rows(log_gain, t) for t in placed])
+    placed_inv_gain = torch.stack([continuous_rows(log_inv_gain, t) for t in placed])
     lambdas = tuple(round(float(continuous_rows(log_lambda[:, None], t).exp()), 6) for t in placed)
-    placed_gain, placed_inv_gain = model.log_gain.detach().clone(), model.log_inv_gain.detach().clone()
     for level, t in enumerate(placed):
         bpp, psnr = measure(codec, crops, placed_gain, placed_inv_gain, float(level))
         print(f"level {level}: t {t:+.3f}, lambda {lambdas[level]:.6f}, training crops {bpp:.4f} bpp, PSNR-RGB {psnr:.2f} dB", flush=True)
-    with torch.no_grad():  # measure() wrote the top row through its slot: put the placed rows back
+    with torch.no_grad():  # measure() writes through the top row's slot: install the placed rows last
         model.log_gain.copy_(placed_gain)
         model.log_inv_gain.copy_(placed_inv_gain)
 
