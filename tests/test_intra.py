@@ -352,6 +352,7 @@ def test_init_weights_on_a_new_ladder_shift_the_gains(tmp_path: Path) -> None:
         ({"bypass": True}, ("g_a_bypass", "g_s_bypass"), ("g_a_bypass.weight", "g_s_bypass.weight")),
         ({"detail_units": True}, ("g_s_detail",), ("g_s_detail.0.body.2.weight", "g_s_detail.1.body.2.weight")),
         ({"stride8_units": 2}, ("g_s_stride8",), ("g_s_stride8.0.body.2.weight", "g_s_stride8.1.body.2.weight")),
+        ({"linear_path": True}, ("g_a_linear", "g_s_linear"), ("g_a_linear.weight", "g_s_linear.weight")),
     ],
 )
 def test_zero_initialised_additions_start_as_the_model_without_them_and_learn(
@@ -375,6 +376,38 @@ def test_zero_initialised_additions_start_as_the_model_without_them_and_learn(
         for name in zero_started:
             grown.get_parameter(name).normal_(0.0, 0.05)
         assert not torch.equal(grown.synthesis(grown.analysis(x), 2), plain.synthesis(plain.analysis(x), 2))
+
+
+def test_added_modules_learn_at_the_scaled_rate(tmp_path: Path) -> None:
+    """With ``init_weights`` and ``model_overrides``, the parameters the file lacks form their own Adam
+    group whose step size is ``lr * new_lr_scale``; everything loaded keeps ``lr``."""
+    pytest.importorskip("pytorch_lightning")
+    from unittest import mock
+
+    from nvcodec.train.image import IntraSystem
+
+    path = tmp_path / "tiny.safetensors"
+    save_weights(_tiny_model(seed=5), TINY, path)
+    system = IntraSystem(
+        model_name=TINY, model_overrides={"linear_path": True}, init_weights=str(path), lr=1e-3, new_lr_scale=10.0
+    )
+    assert system.fresh_parameters == {"g_a_linear.weight", "g_a_linear.bias", "g_s_linear.weight", "g_s_linear.bias"}
+    net_opt, _ = system.configure_optimizers()
+    base, fresh = net_opt.param_groups
+    names = {id(p): name for name, p in system.model.named_parameters()}
+    assert {names[id(p)] for p in fresh["params"]} == system.fresh_parameters
+    assert len(base["params"]) + len(fresh["params"]) == len(list(system.model.parameters())) - 1  # less the quantiles
+    batch = torch.rand(1, 3, 64, 64, generator=torch.Generator().manual_seed(0))
+    with (
+        mock.patch.object(IntraSystem, "optimizers", return_value=(mock.MagicMock(param_groups=net_opt.param_groups), mock.MagicMock())),
+        mock.patch.object(IntraSystem, "manual_backward"),
+        mock.patch.object(IntraSystem, "clip_gradients"),
+        mock.patch.object(IntraSystem, "global_step", new_callable=mock.PropertyMock, return_value=101),
+    ):
+        system.training_step(batch, 0)
+    assert base["lr"] == pytest.approx(1e-3) and fresh["lr"] == pytest.approx(1e-2)
+    plain = IntraSystem(model_name=TINY, init_weights=str(path), new_lr_scale=10.0)  # nothing added: one group
+    assert not plain.fresh_parameters and len(plain.configure_optimizers()[0].param_groups) == 1
 
 
 def test_learning_rate_warms_up_then_drops() -> None:

@@ -38,6 +38,9 @@ class IntraSystem(pl.LightningModule):
     ``train_levels``: draw the quality level from these only (default: all levels).
     ``lr_warmup_steps``: ramp the learning rate linearly from ~0 over this many steps (a fresh Adam's
     first updates move every parameter by about ``lr``, a large kick to weights that are already trained).
+    ``new_lr_scale``: with ``init_weights`` and ``model_overrides``, parameters the weights file lacks
+    (modules the overrides add, zero-started) learn at ``lr * new_lr_scale``: at a fine-tuning rate of
+    1e-5 a zero-started module would hardly leave zero.
     ``channels_last``: keep weights and batches in NHWC memory order (pairs with ``precision: bf16-mixed``
     on CPUs with AVX-512-BF16 / AMX; the model's entropy models stay float32 under autocast).
     """
@@ -58,10 +61,14 @@ class IntraSystem(pl.LightningModule):
         init_weights: str | None = None,
         train_levels: list[int] | None = None,
         channels_last: bool = False,
+        new_lr_scale: float = 1.0,
     ) -> None:
         super().__init__()
         self.save_hyperparameters()
         self.automatic_optimization = False
+        if new_lr_scale <= 0:
+            raise ValueError(f"new_lr_scale must be > 0, got {new_lr_scale}")
+        self.fresh_parameters: set[str] = set()  # names of parameters not loaded from init_weights
         if reference:
             self.model = GainedMeanScaleHyperprior(config_from_dict(ReferenceConfig(), model_overrides or {}))
         else:
@@ -84,6 +91,7 @@ class IntraSystem(pl.LightningModule):
         own = self.model.state_dict()
         kept = {k: v for k, v in state.items() if k in own and (own[k].shape == v.shape or k.endswith(("_quantized_cdf", "_offset", "_cdf_length", "scale_table")))}
         dropped, fresh = sorted(set(state) - set(kept)), sorted(set(own) - set(kept))
+        self.fresh_parameters = {name for name, _ in self.model.named_parameters() if name in fresh}
         print(f"init_weights with model_overrides: {len(kept)} tensors loaded, {len(dropped)} dropped {dropped[:8]}, "
               f"{len(fresh)} freshly initialised {fresh[:8]}", flush=True)
         return kept
@@ -109,8 +117,13 @@ class IntraSystem(pl.LightningModule):
 
     def configure_optimizers(self) -> list[torch.optim.Optimizer]:
         net_params, aux_params = split_aux_parameters(self.model)
+        fresh = {id(p) for name, p in self.model.named_parameters() if name in self.fresh_parameters}
+        groups = [
+            {"params": [p for p in net_params if id(p) not in fresh], "lr_scale": 1.0},
+            {"params": [p for p in net_params if id(p) in fresh], "lr_scale": self.hparams.new_lr_scale},
+        ]
         return [
-            torch.optim.Adam(net_params, lr=self.hparams.lr),
+            torch.optim.Adam([g for g in groups if g["params"]], lr=self.hparams.lr),
             torch.optim.Adam(aux_params, lr=self.hparams.aux_lr),
         ]
 
@@ -133,7 +146,7 @@ class IntraSystem(pl.LightningModule):
         loss = self.lambdas[quality] * 255.0**2 * mse + bpp
 
         for group in net_opt.param_groups:
-            group["lr"] = self._current_lr()
+            group["lr"] = self._current_lr() * group.get("lr_scale", 1.0)
         net_opt.zero_grad()
         self.manual_backward(loss)
         self.clip_gradients(net_opt, gradient_clip_val=self.hparams.grad_clip, gradient_clip_algorithm="norm")
