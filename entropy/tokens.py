@@ -18,7 +18,22 @@ from torch import Tensor, nn
 from nvcodec.entropy.rans import require_ready
 from nvcodec.errors import BitstreamError
 
-__all__ = ["TokenEntropyCoder"]
+__all__ = ["TokenEntropyCoder", "shift_density"]
+
+
+@torch.no_grad()
+def shift_density(bottleneck: EntropyBottleneck, shift: Tensor) -> None:
+    """Move each channel's learned density by ``shift`` (C,): p'(x) = p(x - shift), quantiles likewise.
+
+    Its cumulative is a small per-channel network whose first layer is ``softplus(M0) x + b0``, so
+    ``b0 -= softplus(M0) * shift`` is an exact translation. Needed before fitting a density whose mass
+    sits far from the data: there its cumulative's sigmoids saturate, the likelihood is floored and
+    the fit gets no gradient to move it (issue #15: hypernerv-small's levels 0-2 coded 12-19 constant
+    token values per tile at the 1e-9 floor, ~16 bits each).
+    """
+    shift = shift.reshape(-1, 1, 1).to(bottleneck.biases[0])
+    bottleneck.biases[0] -= torch.nn.functional.softplus(bottleneck.matrices[0]) * shift
+    bottleneck.quantiles += shift
 
 
 class TokenEntropyCoder(nn.Module):

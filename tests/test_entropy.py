@@ -109,3 +109,29 @@ def test_string_framing_round_trip_and_bounds() -> None:
         unpack_strings(data, 4)
     with pytest.raises(BitstreamError):
         unpack_strings(b"\xff\xff\xff\xff" + b"x" * 10, 1)  # a 4 GiB length is refused, not allocated
+
+
+def test_shift_density_translates_each_channel_exactly() -> None:
+    """``shift_density`` moves a token density by a per-channel offset: p'(x + d) == p(x), medians + d,
+    and a density moved onto far-away data then codes it cheaply (the floored likelihoods are gone)."""
+    from compressai.entropy_models import EntropyBottleneck
+
+    from nvcodec.entropy.tokens import shift_density
+
+    torch.manual_seed(0)
+    bottleneck = EntropyBottleneck(3, init_scale=1.0).eval()  # a narrow density
+    shift = torch.tensor([6.5, -2.25, 0.0])
+    x = torch.linspace(-4, 4, 17).repeat(3, 1, 1)  # (C, 1, N)
+    before = bottleneck._likelihood(x)[0] if isinstance(bottleneck._likelihood(x), tuple) else bottleneck._likelihood(x)
+    medians = bottleneck._get_medians().detach().flatten().clone()
+    shift_density(bottleneck, shift)
+    moved = x + shift.view(3, 1, 1)
+    after = bottleneck._likelihood(moved)[0] if isinstance(bottleneck._likelihood(moved), tuple) else bottleneck._likelihood(moved)
+    assert torch.allclose(after, before, atol=1e-6)
+    assert torch.allclose(bottleneck._get_medians().detach().flatten(), medians + shift)
+    data = torch.full((1, 3, 1), 30.0)  # far outside the density's mass: floored likelihoods
+    _, floored = bottleneck(data, training=False)
+    assert float(floored.min()) <= 1e-6
+    shift_density(bottleneck, 30.0 - bottleneck._get_medians().detach().flatten())
+    _, fixed = bottleneck(data, training=False)
+    assert float(fixed.min()) > 1e-3

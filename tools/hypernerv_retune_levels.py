@@ -13,8 +13,11 @@ not in it):
    level's scale gives ``--top-drop-db`` less training PSNR than the finest gains (finer steps cost
    rate and buy nothing), each lower level's ``--step-db`` less than the level above.
 3. Fits each level's token density (compressai EntropyBottleneck: noise likelihood, plus the
-   quantiles' aux loss) to the codes times that level's gains. Nothing else changes: the
-   hypernetwork, token decoder and NeRV decoder are the shipped ones.
+   quantiles' aux loss) to the codes times that level's gains, after moving every channel's density
+   so that its median is the codes' median (``entropy.tokens.shift_density``: a density whose mass
+   sits far from the data gets no gradient to move there). Nothing else changes: the hypernetwork,
+   token decoder and NeRV decoder are the shipped ones.
+   ``--keep-gains`` skips steps 1-2: only the densities are refitted, at the source's gains.
 4. Writes a checkpoint that ``nvcodec export CKPT -o hypernerv-small`` ships (model_overrides
    ``level_entropy_models: true``) and that the benchmarks read with ``--checkpoint``.
 
@@ -33,6 +36,7 @@ from pathlib import Path
 import torch
 import yaml
 
+from nvcodec.entropy.tokens import shift_density
 from nvcodec.registry import create_model, initial_weights
 from nvcodec.train.video_data import ClipDataset, load_images, load_videos
 
@@ -85,6 +89,38 @@ def fit_density(bottleneck, values: torch.Tensor, steps: int, lr: float, batch: 
     return bits
 
 
+def choose_scales(model, codes: torch.Tensor, clips: torch.Tensor, args: argparse.Namespace) -> list[float]:
+    """Steps 1-2: per-level scales of the finest learned gains, by training PSNR; installs the new gains."""
+    levels = model.config.quality_levels
+    finest = model.log_gains.detach()[levels - 1].exp()  # (C,)
+    measure = slice(0, args.psnr_clips)
+
+    def psnr(scale: float, level: int) -> float:
+        return psnr_at(model, codes[measure], clips[measure], finest * scale, level)
+
+    def largest_drop_to(target: float, level: int, high: float) -> float:
+        """The smallest scale <= ``high`` whose training PSNR is still >= ``target`` (bisection on log s)."""
+        good, bad = high, high / 16  # PSNR falls with the scale
+        for _ in range(10):
+            mid = math.sqrt(good * bad)
+            good, bad = (mid, bad) if psnr(mid, level) >= target else (good, mid)
+        return good
+
+    finest_psnr = psnr(1.0, levels - 1)
+    print(f"finest learned gains (level {levels - 1}, scale 1): training PSNR {finest_psnr:.2f} dB", flush=True)
+    scales = [1.0] * levels
+    top = finest_psnr - args.top_drop_db
+    high = 1.0
+    for level in range(levels - 1, -1, -1):
+        target = top - args.step_db * (levels - 1 - level)
+        scales[level] = high = largest_drop_to(target, level, high)
+        print(f"level {level}: scale {high:.4f}, training PSNR {psnr(high, level):.2f} dB (target {target:.2f})", flush=True)
+
+    with torch.no_grad():
+        model.log_gains.copy_((finest[None] * torch.tensor(scales)[:, None]).log())
+    return scales
+
+
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("output", type=Path, help="checkpoint to write (for nvcodec export / --checkpoint)")
@@ -101,6 +137,7 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--steps", type=int, default=800, help="density fitting steps per level")
     parser.add_argument("--lr", type=float, default=1e-2)
     parser.add_argument("--seed", type=int, default=1515)
+    parser.add_argument("--keep-gains", action="store_true", help="keep the source's gains; refit the densities only")
     args = parser.parse_args(argv)
 
     started = time.time()
@@ -129,39 +166,17 @@ def main(argv: list[str] | None = None) -> int:
     print(f"{len(clips)} training clips -> codes {tuple(codes.shape)} ({time.time() - started:.0f} s)", flush=True)
 
     levels = model.config.quality_levels
-    finest = model.log_gains.detach()[levels - 1].exp()  # (C,)
-    measure = slice(0, args.psnr_clips)
-
-    def psnr(scale: float, level: int) -> float:
-        return psnr_at(model, codes[measure], clips[measure], finest * scale, level)
-
-    def largest_drop_to(target: float, level: int, high: float) -> float:
-        """The smallest scale <= ``high`` whose training PSNR is still >= ``target`` (bisection on log s)."""
-        good, bad = high, high / 16  # PSNR falls with the scale
-        for _ in range(10):
-            mid = math.sqrt(good * bad)
-            good, bad = (mid, bad) if psnr(mid, level) >= target else (good, mid)
-        return good
-
-    finest_psnr = psnr(1.0, levels - 1)
-    print(f"finest learned gains (level {levels - 1}, scale 1): training PSNR {finest_psnr:.2f} dB", flush=True)
-    scales = [1.0] * levels
-    top = finest_psnr - args.top_drop_db
-    high = 1.0
-    for level in range(levels - 1, -1, -1):
-        target = top - args.step_db * (levels - 1 - level)
-        scales[level] = high = largest_drop_to(target, level, high)
-        print(f"level {level}: scale {high:.4f}, training PSNR {psnr(high, level):.2f} dB (target {target:.2f})", flush=True)
-
+    scales = choose_scales(model, codes, clips, args) if not args.keep_gains else None
     generator = torch.Generator().manual_seed(args.seed)
-    with torch.no_grad():
-        model.log_gains.copy_((finest[None] * torch.tensor(scales)[:, None]).log())
     gains = model.log_gains.detach().exp()
     fit = slice(args.psnr_clips, None)  # the densities fit the other clips
     for level in range(levels):
         values = (codes[fit] * gains[level]).reshape(codes[fit].shape[0], -1, 1)
-        before = model.token_coder.model_for(level)
-        bits = fit_density(before, values, args.steps, args.lr, 256, generator)
+        density = model.token_coder.model_for(level)
+        shift = values[:, :, 0].median(dim=0).values - density._get_medians().detach().flatten()
+        print(f"level {level}: densities moved to the codes' medians (|shift| mean {shift.abs().mean():.3f}, max {shift.abs().max():.2f})", flush=True)
+        shift_density(density, shift)
+        bits = fit_density(density, values, args.steps, args.lr, 256, generator)
         pixels = clips.shape[1] * clips.shape[-1] * clips.shape[-2]
         print(f"level {level}: density fitted, {bits / pixels:.4f} bpp (noisy estimate, training clips)", flush=True)
     model.update_entropy_models(force=True)
@@ -170,7 +185,7 @@ def main(argv: list[str] | None = None) -> int:
     torch.save(
         {
             "state_dict": {f"model.{k}": v for k, v in model.state_dict().items()},
-            "hyper_parameters": {"model_name": args.model, "model_overrides": overrides, "level_scales": scales, "tool": "tools/hypernerv_retune_levels.py"},
+            "hyper_parameters": {"model_name": args.model, "model_overrides": overrides, "level_scales": scales, "kept_gains": args.keep_gains, "tool": "tools/hypernerv_retune_levels.py"},
         },
         args.output,
     )
