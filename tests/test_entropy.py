@@ -113,25 +113,35 @@ def test_string_framing_round_trip_and_bounds() -> None:
 
 def test_shift_density_translates_each_channel_exactly() -> None:
     """``shift_density`` moves a token density by a per-channel offset: p'(x + d) == p(x), medians + d,
-    and a density moved onto far-away data then codes it cheaply (the floored likelihoods are gone)."""
+    the coded stream of shifted data equals the original's, and a density moved onto far-away data
+    codes it cheaply (the floored likelihoods are gone)."""
     from compressai.entropy_models import EntropyBottleneck
 
     from nvcodec.entropy.tokens import shift_density
 
     torch.manual_seed(0)
     bottleneck = EntropyBottleneck(3, init_scale=1.0).eval()  # a narrow density
-    shift = torch.tensor([6.5, -2.25, 0.0])
+    with torch.no_grad():  # per-channel shapes, so that a wrong broadcast or channel index would show
+        for name, parameter in bottleneck.named_parameters():
+            if not name.endswith("quantiles"):
+                parameter.add_(torch.randn_like(parameter) * 0.7)
+    shift = torch.tensor([6.25, -2.5, 0.75])
     x = torch.linspace(-4, 4, 17).repeat(3, 1, 1)  # (C, 1, N)
-    before = bottleneck._likelihood(x)[0] if isinstance(bottleneck._likelihood(x), tuple) else bottleneck._likelihood(x)
+    before = bottleneck._likelihood(x)[0]
     medians = bottleneck._get_medians().detach().flatten().clone()
+    data = (torch.randn(4, 3, 1) * 2.0 + medians.view(1, 3, 1)).round()
+    bottleneck.update(force=True)
+    strings = bottleneck.compress(data)
     shift_density(bottleneck, shift)
-    moved = x + shift.view(3, 1, 1)
-    after = bottleneck._likelihood(moved)[0] if isinstance(bottleneck._likelihood(moved), tuple) else bottleneck._likelihood(moved)
-    assert torch.allclose(after, before, atol=1e-6)
+    after = bottleneck._likelihood(x + shift.view(3, 1, 1))[0]
+    assert torch.allclose(after, before, atol=1e-5)
     assert torch.allclose(bottleneck._get_medians().detach().flatten(), medians + shift)
-    data = torch.full((1, 3, 1), 30.0)  # far outside the density's mass: floored likelihoods
-    _, floored = bottleneck(data, training=False)
+    bottleneck.update(force=True)
+    assert bottleneck.compress(data + shift.view(1, 3, 1)) == strings
+    assert torch.allclose(bottleneck.decompress(strings, (1,)), data + shift.view(1, 3, 1), atol=1e-5)
+    far = torch.full((1, 3, 1), 30.0)  # far outside the density's mass: floored likelihoods
+    _, floored = bottleneck(far, training=False)
     assert float(floored.min()) <= 1e-6
     shift_density(bottleneck, 30.0 - bottleneck._get_medians().detach().flatten())
-    _, fixed = bottleneck(data, training=False)
+    _, fixed = bottleneck(far, training=False)
     assert float(fixed.min()) > 1e-3

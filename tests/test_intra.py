@@ -408,6 +408,8 @@ def test_added_modules_learn_at_the_scaled_rate(tmp_path: Path) -> None:
     assert base["lr"] == pytest.approx(1e-3) and fresh["lr"] == pytest.approx(1e-2)
     plain = IntraSystem(model_name=TINY, init_weights=str(path), new_lr_scale=10.0)  # nothing added: one group
     assert not plain.fresh_parameters and len(plain.configure_optimizers()[0].param_groups) == 1
+    unscaled = IntraSystem(model_name=TINY, model_overrides={"linear_path": True}, init_weights=str(path))
+    assert len(unscaled.configure_optimizers()[0].param_groups) == 1  # scale 1: the layout older checkpoints resume into
 
 
 def test_learning_rate_warms_up_then_drops() -> None:

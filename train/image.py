@@ -117,7 +117,8 @@ class IntraSystem(pl.LightningModule):
 
     def configure_optimizers(self) -> list[torch.optim.Optimizer]:
         net_params, aux_params = split_aux_parameters(self.model)
-        fresh = {id(p) for name, p in self.model.named_parameters() if name in self.fresh_parameters}
+        scaled = self.fresh_parameters if self.hparams.new_lr_scale != 1.0 else set()  # one group unless asked
+        fresh = {id(p) for name, p in self.model.named_parameters() if name in scaled}
         groups = [
             {"params": [p for p in net_params if id(p) not in fresh], "lr_scale": 1.0},
             {"params": [p for p in net_params if id(p) in fresh], "lr_scale": self.hparams.new_lr_scale},
