@@ -425,3 +425,34 @@ def test_learning_rate_warms_up_then_drops() -> None:
             step.return_value = value
             assert system._current_lr() == pytest.approx(lr), value
     assert IntraSystem(model_name=TINY, lr=1e-3)._current_lr() == pytest.approx(1e-3)  # no warm-up by default
+
+
+def test_train_only_freezes_all_but_the_named_parts(tmp_path: Path) -> None:
+    """``train_only`` prefixes: only those parameters get trained (a training step leaves the rest
+    bit-identical), the aux step is skipped when the quantiles are frozen, and an unknown prefix is an error."""
+    pytest.importorskip("pytorch_lightning")
+    from unittest import mock
+
+    from nvcodec.train.image import IntraSystem
+
+    path = tmp_path / "tiny.safetensors"
+    save_weights(_tiny_model(seed=7), TINY, path)
+    system = IntraSystem(model_name=TINY, init_weights=str(path), lr=1e-3, train_only=["g_a.", "log_gain"])
+    assert not system.train_aux
+    trainable = {name for name, p in system.model.named_parameters() if p.requires_grad}
+    assert trainable and all(name.startswith(("g_a.", "log_gain")) for name in trainable)
+    net_opt, aux_opt = system.configure_optimizers()
+    before = {k: v.clone() for k, v in system.model.state_dict().items()}
+    batch = torch.rand(2, 3, 64, 64, generator=torch.Generator().manual_seed(1))
+    with (
+        mock.patch.object(IntraSystem, "optimizers", return_value=(net_opt, aux_opt)),
+        mock.patch.object(IntraSystem, "manual_backward", side_effect=lambda loss: loss.backward()),
+        mock.patch.object(IntraSystem, "clip_gradients"),
+        mock.patch.object(IntraSystem, "global_step", new_callable=mock.PropertyMock, return_value=101),
+    ):
+        system.training_step(batch, 0)
+    after = system.model.state_dict()
+    changed = {k for k in before if not torch.equal(before[k], after[k])}
+    assert changed and all(k.startswith(("g_a.", "log_gain")) for k in changed)
+    with pytest.raises(ValueError, match="matches no parameter"):
+        IntraSystem(model_name=TINY, train_only=["g_x."])

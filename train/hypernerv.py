@@ -28,6 +28,7 @@ from torch import Tensor
 
 from nvcodec.entropy import split_aux_parameters
 from nvcodec.registry import create_model, initial_weights
+from nvcodec.train.freeze import train_only as restrict_training
 
 __all__ = ["HyperNervSystem"]
 
@@ -72,11 +73,7 @@ class HyperNervSystem(pl.LightningModule):
         distance = (torch.arange(length, dtype=torch.float32) - (length - 1) / 2).abs() / max((length - 1) / 2, 1)
         self.frame_weights = None if edge_weight == 1.0 else 1.0 + (edge_weight - 1.0) * distance  # (T,)
         if train_only is not None:
-            names = [name for name, _ in self.model.named_parameters() if name.startswith(train_only)]
-            if not names:
-                raise ValueError(f"train_only {train_only!r} matches no parameter of {model_name}")
-            for name, parameter in self.model.named_parameters():
-                parameter.requires_grad_(name.startswith(train_only))
+            restrict_training(self.model, train_only, model_name)
         self.train_aux = any(p.requires_grad for p in split_aux_parameters(self.model)[1])
 
     def split_batch(self, batch: Tensor) -> tuple[Tensor, Tensor | None]:

@@ -24,6 +24,7 @@ from torch import Tensor
 from nvcodec.entropy import split_aux_parameters
 from nvcodec.codec.reference import GainedMeanScaleHyperprior, ReferenceConfig
 from nvcodec.registry import config_from_dict, create_model, initial_weights
+from nvcodec.train.freeze import train_only as restrict_training
 
 __all__ = ["IntraSystem"]
 
@@ -41,6 +42,8 @@ class IntraSystem(pl.LightningModule):
     ``new_lr_scale``: with ``init_weights`` and ``model_overrides``, parameters the weights file lacks
     (modules the overrides add, zero-started) learn at ``lr * new_lr_scale``: at a fine-tuning rate of
     1e-5 a zero-started module would hardly leave zero.
+    ``train_only``: parameter-name prefixes (e.g. ``[g_a., g_a_bypass.]``); everything else stays frozen, and
+    the entropy bottleneck's aux step is skipped when its quantiles are frozen.
     ``channels_last``: keep weights and batches in NHWC memory order (pairs with ``precision: bf16-mixed``
     on CPUs with AVX-512-BF16 / AMX; the model's entropy models stay float32 under autocast).
     """
@@ -62,6 +65,7 @@ class IntraSystem(pl.LightningModule):
         train_levels: list[int] | None = None,
         channels_last: bool = False,
         new_lr_scale: float = 1.0,
+        train_only: list[str] | None = None,
     ) -> None:
         super().__init__()
         self.save_hyperparameters()
@@ -85,6 +89,9 @@ class IntraSystem(pl.LightningModule):
             raise ValueError(f"train_levels {self.train_levels} outside 0..{len(self.lambdas) - 1}")
         if channels_last:
             self.model = self.model.to(memory_format=torch.channels_last)
+        if train_only:
+            restrict_training(self.model, list(train_only), model_name)
+        self.train_aux = any(p.requires_grad for p in split_aux_parameters(self.model)[1])
 
     def _matching(self, state: dict[str, Tensor]) -> dict[str, Tensor]:
         """The tensors of ``state`` that the model has with the same shape; says which it drops and which stay initialised."""
@@ -117,6 +124,7 @@ class IntraSystem(pl.LightningModule):
 
     def configure_optimizers(self) -> list[torch.optim.Optimizer]:
         net_params, aux_params = split_aux_parameters(self.model)
+        net_params = [p for p in net_params if p.requires_grad]
         scaled = self.fresh_parameters if self.hparams.new_lr_scale != 1.0 else set()  # one group unless asked
         fresh = {id(p) for name, p in self.model.named_parameters() if name in scaled}
         groups = [
@@ -153,10 +161,13 @@ class IntraSystem(pl.LightningModule):
         self.clip_gradients(net_opt, gradient_clip_val=self.hparams.grad_clip, gradient_clip_algorithm="norm")
         net_opt.step()
 
-        aux_loss = self.model.aux_loss()
-        aux_opt.zero_grad()
-        aux_loss.backward()
-        aux_opt.optimizer.step()  # raw torch step: keeps global_step == training iterations
+        if self.train_aux:
+            aux_loss = self.model.aux_loss()
+            aux_opt.zero_grad()
+            aux_loss.backward()
+            aux_opt.optimizer.step()  # raw torch step: keeps global_step == training iterations
+        else:
+            aux_loss = torch.zeros(())
 
         if self.global_step % self.hparams.log_every == 0:
             psnr = -10.0 * math.log10(max(float(mse.detach().clamp(0.0, 1.0)), 1e-10))

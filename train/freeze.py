@@ -1,0 +1,19 @@
+"""Train part of a model: the one rule both training systems use for ``train_only``."""
+
+from __future__ import annotations
+
+from torch import nn
+
+__all__ = ["train_only"]
+
+
+def train_only(model: nn.Module, prefixes: str | list[str] | tuple[str, ...], model_name: str) -> None:
+    """Freeze every parameter of ``model`` whose name starts with none of ``prefixes`` (e.g. ``"hypernet."``,
+    or ``["g_a.", "g_a_bypass."]``); raises ``ValueError`` when a prefix matches nothing."""
+    wanted = (prefixes,) if isinstance(prefixes, str) else tuple(prefixes)
+    names = [name for name, _ in model.named_parameters()]
+    for prefix in wanted:
+        if not any(name.startswith(prefix) for name in names):
+            raise ValueError(f"train_only {prefix!r} matches no parameter of {model_name}")
+    for name, parameter in model.named_parameters():
+        parameter.requires_grad_(name.startswith(wanted))
