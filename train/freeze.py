@@ -4,10 +4,10 @@ from __future__ import annotations
 
 from torch import nn
 
-__all__ = ["train_only"]
+__all__ = ["restrict_training"]
 
 
-def train_only(model: nn.Module, prefixes: str | list[str] | tuple[str, ...], model_name: str) -> None:
+def restrict_training(model: nn.Module, prefixes: str | list[str] | tuple[str, ...], model_name: str) -> None:
     """Freeze every parameter of ``model`` whose name starts with none of ``prefixes`` (e.g. ``"hypernet."``,
     or ``["g_a.", "g_a_bypass."]``); raises ``ValueError`` when a prefix matches nothing."""
     wanted = (prefixes,) if isinstance(prefixes, str) else tuple(prefixes)

@@ -28,7 +28,7 @@ from torch import Tensor
 
 from nvcodec.entropy import split_aux_parameters
 from nvcodec.registry import create_model, initial_weights
-from nvcodec.train.freeze import train_only as restrict_training
+from nvcodec.train.freeze import restrict_training
 
 __all__ = ["HyperNervSystem"]
 

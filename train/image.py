@@ -24,7 +24,7 @@ from torch import Tensor
 from nvcodec.entropy import split_aux_parameters
 from nvcodec.codec.reference import GainedMeanScaleHyperprior, ReferenceConfig
 from nvcodec.registry import config_from_dict, create_model, initial_weights
-from nvcodec.train.freeze import train_only as restrict_training
+from nvcodec.train.freeze import restrict_training
 
 __all__ = ["IntraSystem"]
 
@@ -124,13 +124,12 @@ class IntraSystem(pl.LightningModule):
 
     def configure_optimizers(self) -> list[torch.optim.Optimizer]:
         net_params, aux_params = split_aux_parameters(self.model)
-        net_params = [p for p in net_params if p.requires_grad]
-        scaled = self.fresh_parameters if self.hparams.new_lr_scale != 1.0 else set()  # one group unless asked
-        fresh = {id(p) for name, p in self.model.named_parameters() if name in scaled}
-        groups = [
-            {"params": [p for p in net_params if id(p) not in fresh], "lr_scale": 1.0},
-            {"params": [p for p in net_params if id(p) in fresh], "lr_scale": self.hparams.new_lr_scale},
-        ]
+        scale = self.hparams.new_lr_scale
+        fresh = {id(p) for name, p in self.model.named_parameters() if name in self.fresh_parameters} if scale != 1.0 else set()
+        groups = [{"params": [], "lr_scale": 1.0}, {"params": [], "lr_scale": scale}]  # one group unless asked
+        for parameter in net_params:
+            if parameter.requires_grad:
+                groups[id(parameter) in fresh]["params"].append(parameter)
         return [
             torch.optim.Adam([g for g in groups if g["params"]], lr=self.hparams.lr),
             torch.optim.Adam(aux_params, lr=self.hparams.aux_lr),
