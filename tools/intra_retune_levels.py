@@ -17,7 +17,10 @@ What it does, on TRAINING images only (those of ``--data-config``'s data section
    strings; the reconstruction is what the decoder outputs).
 3. Places the top level where the mean PSNR is ``--top-drop-db`` below the best on the grid (the
    transforms' saturation: finer steps cost rate and buy nothing), and each lower level
-   ``--step-db`` below the one above it (linear interpolation of PSNR over ``t``).
+   ``--step-db`` below the one above it (linear interpolation of PSNR over ``t``). The default step
+   is 1.1 dB: the training crops are downscaled as the loader does, and on full-size photographs the
+   same levels are 0.79-0.95 times as far apart (1.0 dB placed on phase 19 gave 0.92 .. 0.79 dB steps
+   on the validation split; 1.1 dB gives 0.99 .. 0.87 dB, issue #14's rule asks for >= 0.8).
 4. Writes a checkpoint with the new gain rows and lambdas (``model_overrides.lambdas``) that
    ``nvcodec export CKPT -o intra-small`` ships and ``intra_eval --checkpoint`` reads. Nothing else
    changes: transforms and entropy models are the source's.
@@ -105,7 +108,7 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--t-max", type=float, default=9.0)
     parser.add_argument("--t-step", type=float, default=0.5)
     parser.add_argument("--top-drop-db", type=float, default=0.05)
-    parser.add_argument("--step-db", type=float, default=1.0, help="training PSNR between neighbouring levels")
+    parser.add_argument("--step-db", type=float, default=1.1, help="training PSNR between neighbouring levels")
     args = parser.parse_args(argv)
 
     started = time.time()
