@@ -19,8 +19,8 @@ What it does, on TRAINING images only (those of ``--data-config``'s data section
    transforms' saturation: finer steps cost rate and buy nothing), and each lower level
    ``--step-db`` below the one above it (linear interpolation of PSNR over ``t``). The default step
    is 1.1 dB: the training crops are downscaled as the loader does, and on full-size photographs the
-   same levels are 0.79-0.95 times as far apart (1.0 dB placed on phase 19 gave 0.92 .. 0.79 dB steps
-   on the validation split; 1.1 dB gives 0.99 .. 0.87 dB, issue #14's rule asks for >= 0.8).
+   same levels are 0.79-0.95 times as far apart (1.0 dB placed on phase 19 gave steps of 0.79-0.95 dB
+   on the validation split; 1.1 dB on the same weights 0.87-1.05 dB; issue #14's rule asks for >= 0.8).
 4. Writes a checkpoint with the new gain rows and lambdas (``model_overrides.lambdas``) that
    ``nvcodec export CKPT -o intra-small`` ships and ``intra_eval --checkpoint`` reads. Nothing else
    changes: transforms and entropy models are the source's.
