@@ -28,7 +28,7 @@ from torch import Tensor
 
 from nvcodec.entropy import split_aux_parameters
 from nvcodec.registry import create_model, initial_weights
-from nvcodec.train.freeze import restrict_training
+from nvcodec.train.freeze import restrict_training, trains_aux
 
 __all__ = ["HyperNervSystem"]
 
@@ -72,9 +72,8 @@ class HyperNervSystem(pl.LightningModule):
         length = self.model.config.clip_len
         distance = (torch.arange(length, dtype=torch.float32) - (length - 1) / 2).abs() / max((length - 1) / 2, 1)
         self.frame_weights = None if edge_weight == 1.0 else 1.0 + (edge_weight - 1.0) * distance  # (T,)
-        if train_only is not None:
-            restrict_training(self.model, train_only, model_name)
-        self.train_aux = any(p.requires_grad for p in split_aux_parameters(self.model)[1])
+        restrict_training(self.model, train_only, model_name)
+        self.train_aux = trains_aux(self.model)
 
     def split_batch(self, batch: Tensor) -> tuple[Tensor, Tensor | None]:
         """(B, T + 2F, 3, t, t) data clips -> the clip (B, T, ...) and its context (B, 2F, ...) or None."""

@@ -24,7 +24,7 @@ from torch import Tensor
 from nvcodec.entropy import split_aux_parameters
 from nvcodec.codec.reference import GainedMeanScaleHyperprior, ReferenceConfig
 from nvcodec.registry import config_from_dict, create_model, initial_weights
-from nvcodec.train.freeze import restrict_training
+from nvcodec.train.freeze import restrict_training, trains_aux
 
 __all__ = ["IntraSystem"]
 
@@ -89,9 +89,8 @@ class IntraSystem(pl.LightningModule):
             raise ValueError(f"train_levels {self.train_levels} outside 0..{len(self.lambdas) - 1}")
         if channels_last:
             self.model = self.model.to(memory_format=torch.channels_last)
-        if train_only:
-            restrict_training(self.model, list(train_only), model_name)
-        self.train_aux = any(p.requires_grad for p in split_aux_parameters(self.model)[1])
+        restrict_training(self.model, train_only, model_name)
+        self.train_aux = trains_aux(self.model)
 
     def _matching(self, state: dict[str, Tensor]) -> dict[str, Tensor]:
         """The tensors of ``state`` that the model has with the same shape; says which it drops and which stay initialised."""
