@@ -26,7 +26,16 @@ from nvcodec.codec.reference import GainedMeanScaleHyperprior, ReferenceConfig
 from nvcodec.registry import config_from_dict, create_model, initial_weights
 from nvcodec.train.freeze import restrict_training, trains_aux
 
-__all__ = ["IntraSystem"]
+__all__ = ["IntraSystem", "rd_loss"]
+
+
+def rd_loss(model: torch.nn.Module, batch: Tensor, quality: int, lmbda: float, noisy_y_hat: bool = False) -> tuple[Tensor, Tensor, Tensor]:
+    """The training objective of one batch at one level: ``(loss, bpp, mse)`` with
+    ``loss = lmbda * 255**2 * MSE(x_hat, x) + bpp_estimate`` (compressai convention)."""
+    out = model(batch, quality, noisy_y_hat=noisy_y_hat)
+    bpp = out.bits() / (batch.shape[0] * batch.shape[2] * batch.shape[3])
+    mse = torch.mean((out.x_hat - batch) ** 2)
+    return lmbda * 255.0**2 * mse + bpp, bpp, mse
 
 
 class IntraSystem(pl.LightningModule):
@@ -146,11 +155,8 @@ class IntraSystem(pl.LightningModule):
         quality = self.train_levels[int(torch.randint(0, len(self.train_levels), ()))]
         if self.hparams.channels_last:
             batch = batch.contiguous(memory_format=torch.channels_last)
-        out = self.model(batch, quality, noisy_y_hat=self.global_step < self.hparams.noisy_y_hat_until)
-        num_pixels = batch.shape[0] * batch.shape[2] * batch.shape[3]
-        bpp = out.bits() / num_pixels
-        mse = torch.mean((out.x_hat - batch) ** 2)
-        loss = self.lambdas[quality] * 255.0**2 * mse + bpp
+        noisy = self.global_step < self.hparams.noisy_y_hat_until
+        loss, bpp, mse = rd_loss(self.model, batch, quality, self.lambdas[quality], noisy)
 
         for group in net_opt.param_groups:
             group["lr"] = self._current_lr() * group.get("lr_scale", 1.0)
