@@ -11,6 +11,7 @@ image, and the mean over images.
     python -m nvcodec.bench.intra_eval --model intra-small            # shipped weights
     python -m nvcodec.bench.intra_eval --checkpoint ABLATION.ckpt --anchor-checkpoint REF.ckpt --no-jpeg
     python -m nvcodec.bench.intra_eval --reference-checkpoint runs/intra-v2-twin-reference/checkpoints/last.ckpt
+    python -m nvcodec.bench.intra_eval --compare OLD/rd.json NEW/rd.json  # two earlier runs, no encoding
 
     python -m nvcodec.bench.intra_eval --model intra-small --split train/configs/intra-v2-diag-intra.yaml
     python -m nvcodec.bench.intra_eval --model intra-small --split CONFIG --refine-steps 0,100,200 --levels 3
@@ -19,6 +20,8 @@ image, and the mean over images.
 ``data.exclude`` lists (never trained on), found under ``--images`` (searched recursively).
 ``--refine-steps K,...`` adds encode-time refinement rows: bpp, PSNR and encode seconds per K.
 ``--anchor-checkpoint`` adds the BD-rate of the model against another checkpoint (ablations);
+``--compare OLD NEW`` encodes nothing: the per-image and mean BD-rate of NEW's intra points against OLD's,
+two ``rd.json`` files this tool wrote (e.g. the previous weights' run at an earlier commit);
 ``--reference-checkpoint`` evaluates the diagnosis reference (``codec/reference.py``, trained with
 ``reference: true``) instead: its two rANS strings framed as an intra chunk in a one-frame ``.nvc``
 file of the same header, so that its bytes count what intra's do (no stream format decodes it);
@@ -50,6 +53,7 @@ from nvcodec.codec.model import IntraCodec, IntraCompressed
 from nvcodec.codec.reference import GainedMeanScaleHyperprior
 from nvcodec.checkpoints import load_checkpoint, load_reference_checkpoint
 from nvcodec.codec.video import IntraVideoCodec, header_params, pack_chunk
+from nvcodec.errors import InputError
 from nvcodec.geometry import crop_to, frames_to_tensor, pad_to_multiple, tensor_to_frames
 from nvcodec.interface import ChunkData, EncodedVideo
 from nvcodec.io import read_video
@@ -273,6 +277,18 @@ def _bd_table(title: str, anchor_label: str, anchor: list[RDPoint], test: list[R
     return results
 
 
+def rd_points_of(path: str | Path, codec: str = "intra") -> list[RDPoint]:
+    """The ``codec`` points of an ``rd.json`` this tool wrote."""
+    try:
+        payload = json.loads(Path(path).read_text())
+        points = [RDPoint(**p) for p in payload["points"] if p["codec"] == codec]
+    except (OSError, ValueError, KeyError, TypeError) as exc:
+        raise InputError(f"{path}: not an intra_eval rd.json ({exc})") from exc
+    if not points:
+        raise InputError(f"{path}: no {codec} points")
+    return points
+
+
 def _image_768x512(images: dict[str, np.ndarray]) -> np.ndarray:
     source = images.get("motorcycle_left") if "motorcycle_left" in images else next(iter(images.values()))
     return np.asarray(Image.fromarray(source).resize((768, 512), Image.BICUBIC))
@@ -293,6 +309,7 @@ def main(argv: list[str] | None = None) -> int:
     source.add_argument("--model", default="intra-small", help="registered model with shipped weights")
     source.add_argument("--reference-checkpoint", help="Lightning checkpoint of IntraSystem(reference=True): the compressai reference")
     parser.add_argument("--anchor-checkpoint", help="also report BD-rate against this IntraSystem checkpoint")
+    parser.add_argument("--compare", nargs=2, metavar=("OLD", "NEW"), help="BD-rate of NEW rd.json's intra points vs OLD's; encodes nothing")
     parser.add_argument("--spectrum", action="store_true", help="print each slice's low-frequency energy share")
     parser.add_argument("--ceiling", action="store_true", help="PSNR of the transforms without quantisation vs coded")
     parser.add_argument("--images", default=DEFAULT_IMAGES, help="folder of .png/.jpg images")
@@ -305,6 +322,20 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--timing", action="store_true", help="also time encode/decode of a 768x512 image")
     args = parser.parse_args(argv)
     torch.set_num_threads(args.threads)
+    if args.compare:
+        try:
+            old, new = (rd_points_of(path) for path in args.compare)
+        except InputError as exc:
+            parser.error(str(exc))
+        missing = sorted({p.image for p in new} - {p.image for p in old})
+        if missing:
+            parser.error(f"{args.compare[0]} has no intra points for {', '.join(missing)}")
+        _bd_table(f"BD-rate of {args.compare[1]} vs {args.compare[0]} (intra points, PSNR-RGB):", args.compare[0], old, new)
+        for level in sorted({p.setting for p in new}):
+            rows = [p for p in new if p.setting == level]
+            print(f"  q{level} {np.mean([p.bpp for p in rows]):.3f} bpp / {np.mean([p.psnr_rgb for p in rows]):.2f} dB", end="")
+        print()
+        return 0
 
     if args.reference_checkpoint and (args.refine_steps is not None or args.ceiling or args.spectrum or args.timing or args.anchor_checkpoint):
         parser.error("--reference-checkpoint gives RD points only (no --refine-steps, --ceiling, --spectrum, --timing, --anchor-checkpoint)")

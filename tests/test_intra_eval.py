@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import numpy as np
+import pytest
 import torch
 
 import nvcodec
@@ -40,3 +41,25 @@ def test_ceiling_points_compare_the_unquantised_transforms_with_the_real_stream(
         x_hat = model.synthesis(model.analysis(x) * model._gain(0), 0)
     plain = (x_hat[0].clamp(0, 1).permute(1, 2, 0) * 255).round().to(torch.uint8).numpy()
     assert points[0].psnr_unquantised == psnr_rgb(cropped, plain)
+
+
+def test_compare_reports_the_bd_rate_of_one_rd_json_against_another(tmp_path, capsys) -> None:
+    """--compare reads two rd.json files (no model): NEW at 10 % fewer bytes for the same PSNR reads -10 %."""
+    import json
+
+    from nvcodec.bench.intra_eval import main
+
+    def write(name: str, scale: float) -> str:
+        points = [{"image": "a", "codec": "intra", "setting": q, "num_bytes": int(1000 * scale * 2**q), "bpp": 0.1 * scale * 2**q,
+                   "psnr_rgb": 25.0 + q} for q in range(4)]
+        points.append({"image": "a", "codec": "jpeg", "setting": 50, "num_bytes": 1, "bpp": 9.0, "psnr_rgb": 1.0})
+        path = tmp_path / name
+        path.write_text(json.dumps({"source": name, "points": points}))
+        return str(path)
+
+    assert main(["--compare", write("old.json", 1.0), write("new.json", 0.9)]) == 0
+    mean = [line for line in capsys.readouterr().out.splitlines() if "MEAN" in line][0]
+    assert "-10.00 %" in mean
+    with pytest.raises(SystemExit) as exit_info:
+        main(["--compare", str(tmp_path / "old.json"), str(tmp_path / "missing.json")])
+    assert exit_info.value.code == 2
