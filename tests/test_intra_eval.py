@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import json
+
 import numpy as np
 import pytest
 import torch
@@ -45,9 +47,6 @@ def test_ceiling_points_compare_the_unquantised_transforms_with_the_real_stream(
 
 def test_compare_reports_the_bd_rate_of_one_rd_json_against_another(tmp_path, capsys) -> None:
     """--compare reads two rd.json files (no model): NEW at 10 % fewer bytes for the same PSNR reads -10 %."""
-    import json
-
-    from nvcodec.bench.intra_eval import main
 
     def write(name: str, scale: float) -> str:
         points = [{"image": "a", "codec": "intra", "setting": q, "num_bytes": int(1000 * scale * 2**q), "bpp": 0.1 * scale * 2**q,
@@ -57,9 +56,9 @@ def test_compare_reports_the_bd_rate_of_one_rd_json_against_another(tmp_path, ca
         path.write_text(json.dumps({"source": name, "points": points}))
         return str(path)
 
-    assert main(["--compare", write("old.json", 1.0), write("new.json", 0.9)]) == 0
+    assert intra_eval.main(["--compare", write("old.json", 1.0), write("new.json", 0.9)]) == 0
     mean = [line for line in capsys.readouterr().out.splitlines() if "MEAN" in line][0]
     assert "-10.00 %" in mean
     with pytest.raises(SystemExit) as exit_info:
-        main(["--compare", str(tmp_path / "old.json"), str(tmp_path / "missing.json")])
+        intra_eval.main(["--compare", str(tmp_path / "old.json"), str(tmp_path / "missing.json")])
     assert exit_info.value.code == 2

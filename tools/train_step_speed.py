@@ -21,7 +21,7 @@ import torch
 
 from nvcodec.codec.reference import GainedMeanScaleHyperprior, ReferenceConfig
 from nvcodec.entropy import split_aux_parameters
-from nvcodec.registry import config_from_dict, create_model
+from nvcodec.registry import create_model
 from nvcodec.train.image import rd_loss
 
 LEVEL_MIX = (0, 1, 2, 3, 4, 5, 4, 5)  # train_levels of phase 8w onwards
@@ -45,7 +45,7 @@ def main() -> int:
 
     torch.manual_seed(0)
     if args.reference:
-        model = GainedMeanScaleHyperprior(config_from_dict(ReferenceConfig(), {"channels": 64, "latent_channels": 128}))
+        model = GainedMeanScaleHyperprior(ReferenceConfig())  # N=64, M=128 by default
         name = "reference MeanScaleHyperprior(64, 128)"
     else:
         model = create_model(args.model)
