@@ -5,7 +5,8 @@ A clip's quality dips at its first and last frames; with one clip per chunk (str
 shows only their middle S frames (see ``hypernerv/video.py``). For each input (first ``--frames``
 frames) and each stride: real ``.nvc`` bytes, PSNR-RGB, per-frame PSNR, and the mean PSNR by
 position ``f mod 8`` (the default's clip grid) and ``f mod S`` (the position in the chunk), with
-the span (max - min) of each. ``--refine-steps K`` encodes with K code-refinement steps (slow), which
+the span (max - min) of each. ``--refine-steps K`` encodes with K code-refinement steps (slow), whose
+distortion weighs the clip-edge frames ``--refine-edge-weight`` times (default: the codec's); weight 1
 separates the one-shot hypernetwork's share of the dip from the decoder's.
 
     OMP_NUM_THREADS=1 python -m nvcodec.bench.hypernerv_pulsing bench/results/hypernerv-pulsing.json
@@ -40,6 +41,7 @@ def measure(codec: HyperNervVideoCodec, frames: np.ndarray, quality: int, refine
     return {
         "clip_stride": codec.stride,
         "refine_steps": refine_steps,
+        "refine_edge_weight": codec.refine_edge_weight if refine_steps else None,
         "chunks": len(encoded.chunks),
         "bytes": size,
         "bpp": metrics.bpp(size, count, height, width),
@@ -57,6 +59,8 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--strides", default="8,6,4")
     parser.add_argument("--refine-steps", type=int, default=0,
                         help="encode-time code refinement steps (slow): tells whether the dip is the one-shot encoder's or the decoder's")
+    parser.add_argument("--refine-edge-weight", type=float, default=None,
+                        help="the refinement's distortion weight of the clip-edge frames (default: the codec's, hypernerv.model.REFINE_EDGE_WEIGHT)")
     args = parser.parse_args(argv)
     base, report = start_report("hypernerv_pulsing", argv, args.model, args.quality, args.checkpoint)
     for item in args.input or DEFAULT_INPUTS:
@@ -64,9 +68,11 @@ def main(argv: list[str] | None = None) -> int:
         rows = []
         for stride in (int(s) for s in args.strides.split(",") if s):
             codec = HyperNervVideoCodec(base.model, args.model, clip_stride=stride)
+            if args.refine_edge_weight is not None:
+                codec.refine_edge_weight = args.refine_edge_weight
             row = measure(codec, frames, args.quality, args.refine_steps)
             rows.append(row)
-            print(f"{name:28s} stride {stride} refine {args.refine_steps}  {row['bytes']:7d} B {row['bpp']:.4f} bpp  PSNR {row['psnr_rgb']:.2f}  "
+            print(f"{name:28s} stride {stride} refine {args.refine_steps} (edge weight {codec.refine_edge_weight:g})  {row['bytes']:7d} B {row['bpp']:.4f} bpp  PSNR {row['psnr_rgb']:.2f}  "
                   f"span by clip position {row['span_by_clip_position_db']:.2f} dB, by chunk position {row['span_by_chunk_position_db']:.2f} dB  "
                   f"[{' '.join(f'{v:.1f}' for v in row['psnr_by_clip_position'])}]", flush=True)
         report["inputs"].append({"name": name, "spec": item, "frames": int(frames.shape[0]), "rows": rows})

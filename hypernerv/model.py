@@ -31,12 +31,34 @@ from nvcodec.entropy.tokens import TokenEntropyCoder
 from .decoder import DecoderConfig, LayerSpec, NervDecoder
 from .hypernet import HypernetConfig, HyperNetwork, TokenDecoder
 
-__all__ = ["HyperNervConfig", "HyperNerv", "HyperNervOutput", "RDLoss", "CompressedClip"]
+__all__ = ["HyperNervConfig", "HyperNerv", "HyperNervOutput", "RDLoss", "CompressedClip", "edge_weights", "weighted_mse"]
 
 
 # Adam step size of the optional encode-time code refinement, the one default every caller uses
 # (0.01 / 0.03 / 0.1 gave +0.9 / +2.3 / +4.1 dB at 20 steps on hypernerv-small).
 REFINE_LR = 0.05
+# Distortion weight of a clip's first and last frames in that refinement (see edge_weights and
+# HyperNervVideoCodec.refine_edge_weight); 1 weighs every frame alike.
+REFINE_EDGE_WEIGHT = 3.0
+
+
+def weighted_mse(per_frame: Tensor, weights: Tensor | None) -> Tensor:
+    """(B, n) per-frame MSE -> (B,): the mean over frames, weighted by ``weights`` (n,) normalised to mean 1."""
+    if weights is None:
+        return per_frame.mean(1)
+    weights = weights.to(per_frame)
+    return (per_frame * (weights / weights.mean())).mean(1)
+
+
+def edge_weights(clip_len: int, edge_weight: float) -> Tensor | None:
+    """(clip_len,) distortion weights by clip position: ``edge_weight`` at the first and last frame, 1 at
+    the centre, linear in the distance from the centre between; None when ``edge_weight`` is 1."""
+    if edge_weight < 1.0:
+        raise ValueError(f"edge_weight must be >= 1, got {edge_weight}")
+    if edge_weight == 1.0:
+        return None
+    distance = (torch.arange(clip_len, dtype=torch.float32) - (clip_len - 1) / 2).abs() / max((clip_len - 1) / 2, 1)
+    return 1.0 + (edge_weight - 1.0) * distance
 
 
 @dataclass(frozen=True)
@@ -221,12 +243,9 @@ class HyperNerv(nn.Module):
         bpp = bits / (frames * height * width)
         target = clip[:, output.frame_index]  # (B, F, 3, tile, tile)
         per_frame = F.mse_loss(output.reconstruction, target, reduction="none").flatten(2).mean(2)  # (B, F)
+        weights = None if frame_weights is None else frame_weights[output.frame_index]
+        loss = (bpp + self.lambdas[qualities] * weighted_mse(per_frame, weights)).mean()
         mse = per_frame.mean(1)  # (B,)
-        distortion = mse
-        if frame_weights is not None:
-            weights = frame_weights.to(per_frame)[output.frame_index]
-            distortion = (per_frame * (weights / weights.mean())).mean(1)
-        loss = (bpp + self.lambdas[qualities] * distortion).mean()
         return RDLoss(loss, bpp, mse)
 
     def aux_loss(self) -> Tensor:
@@ -236,11 +255,14 @@ class HyperNerv(nn.Module):
         return self.token_coder.update(force=force)
 
     # ------------------------------------------------------------- refinement
-    def refine(self, codes: Tensor, clip: Tensor, quality: int, steps: int, lr: float = REFINE_LR) -> Tensor:
+    def refine(
+        self, codes: Tensor, clip: Tensor, quality: int, steps: int, lr: float = REFINE_LR, frame_weights: Tensor | None = None,
+    ) -> Tensor:
         """Adam steps on continuous codes (B, N_w, C) against the RD loss on ``clip`` (B, n, 3, t, t).
 
-        Rate: noisy likelihoods; distortion: straight-through rounding (what the decoder sees).
-        Only the codes change; model parameters get no gradient.
+        Rate: noisy likelihoods; distortion: straight-through rounding (what the decoder sees), its
+        frames weighted by ``frame_weights`` (n,) (see :func:`weighted_mse`). Only the codes change;
+        model parameters get no gradient.
         """
         qualities = torch.full((codes.shape[0],), quality, dtype=torch.long, device=codes.device)
         gains = self.gains(qualities).detach()
@@ -255,8 +277,8 @@ class HyperNerv(nn.Module):
                 recon = self.decode_codes(self.token_coder.quantize_ste(scaled, qualities) / gains, frames)
                 bits = -torch.log2(likelihoods.clamp_min(1e-9)).flatten(1).sum(1)  # (B,)
                 bpp = bits / (frames * height * width)
-                mse = F.mse_loss(recon, clip, reduction="none").flatten(1).mean(1)  # (B,)
-                loss = (bpp + lam * mse).sum()  # tiles are independent: sum keeps per-tile step sizes
+                per_frame = F.mse_loss(recon, clip, reduction="none").flatten(2).mean(2)  # (B, n)
+                loss = (bpp + lam * weighted_mse(per_frame, frame_weights)).sum()  # tiles are independent: sum keeps per-tile step sizes
                 (grad,) = torch.autograd.grad(loss, [codes])
                 optimizer.zero_grad(set_to_none=True)
                 codes.grad = grad
@@ -264,11 +286,15 @@ class HyperNerv(nn.Module):
         return codes.detach()
 
     # ----------------------------------------------------------------- coding
-    def compress(self, clip: Tensor, quality: int, refine_steps: int = 0, refine_lr: float = REFINE_LR, context: Tensor | None = None) -> CompressedClip:
+    def compress(
+        self, clip: Tensor, quality: int, refine_steps: int = 0, refine_lr: float = REFINE_LR, context: Tensor | None = None,
+        refine_weights: Tensor | None = None,
+    ) -> CompressedClip:
         """``clip``: (B, n, 3, tile, tile) tiles of one clip, n <= T -> entropy-coded weight tokens.
 
         ``context``: (B, 2F, 3, tile, tile), the F frames before and after the clip, for a
         hypernetwork with ``context_frames`` F (see HyperNetwork; refused by one without).
+        ``refine_weights`` (n,): the refinement's distortion weight of each frame (see :meth:`refine`).
 
         Raises ``EntropyModelNotReadyError`` before :meth:`update_entropy_models`.
         """
@@ -277,7 +303,7 @@ class HyperNerv(nn.Module):
         with torch.no_grad():
             codes = self.hypernet(self.pad_clip(clip), context)  # (B, N_w, C)
         if refine_steps > 0:
-            codes = self.refine(codes, clip, quality, refine_steps, refine_lr)
+            codes = self.refine(codes, clip, quality, refine_steps, refine_lr, refine_weights)
         qualities = torch.full((clip.shape[0],), quality, dtype=torch.long, device=clip.device)
         with torch.no_grad():
             strings = self.token_coder.compress(codes * self.gains(qualities), quality)

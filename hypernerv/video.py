@@ -52,7 +52,7 @@ from nvcodec.errors import BitstreamError, InputError, UnsupportedVersionError
 from nvcodec.geometry import TILINGS, TileGrid, frames_to_tensor, tensor_to_frames
 from nvcodec.interface import MAX_SIDE, ChunkData, EncodedVideo, JSONValue, ProgressFn, StreamParams, VideoCodec, single_thread
 
-from .model import REFINE_LR, CompressedClip, HyperNerv
+from .model import REFINE_EDGE_WEIGHT, REFINE_LR, CompressedClip, HyperNerv, edge_weights
 
 __all__ = ["HyperNervVideoCodec", "HyperNervParams", "PAYLOAD_VERSION", "free_overlap", "pack_payload", "unpack_payload"]
 
@@ -154,6 +154,10 @@ class HyperNervVideoCodec(VideoCodec):
     clip_stride: int | None = None
     tiles_per_batch: int = 64  # tiles decoded in one grouped-conv pass (bounds memory on big frames)
     refine_lr: float = REFINE_LR  # Adam step size of the optional code refinement (hypernerv.model.REFINE_LR)
+    # Distortion weight of a clip's first and last frames in that refinement, linear down to 1 at the
+    # centre (hypernerv.model.edge_weights): it spends the refined bits where the clip-edge dip is.
+    # Streams with clip_stride < clip_len hide the edge frames and refine them unweighted.
+    refine_edge_weight: float = REFINE_EDGE_WEIGHT
 
     def __init__(
         self, model: HyperNerv, model_name: str, device: str = "cpu", overlap: int | None = None, tiling: str | None = None,
@@ -268,6 +272,7 @@ class HyperNervVideoCodec(VideoCodec):
         """Checked arguments -> (chunk, its coded tiles) per clip of ``clip_len`` frames."""
         clip_len, stride, count = self.model.config.clip_len, self.stride, frames.shape[0]
         side = self.model.config.hypernet.context_frames
+        weights = edge_weights(clip_len, self.refine_edge_weight) if refine_steps and stride == clip_len else None
         for start in range(0, count, stride):
             stop = min(start + stride, count)
             if stride == clip_len:
@@ -283,7 +288,10 @@ class HyperNervVideoCodec(VideoCodec):
             strings: list[bytes] = []
             for first in range(0, grid.num_tiles, self.tiles_per_batch):
                 part = slice(first, first + self.tiles_per_batch)
-                coded = self.model.compress(tiles[part], quality, refine_steps, self.refine_lr, None if context is None else context[part])
+                coded = self.model.compress(
+                    tiles[part], quality, refine_steps, self.refine_lr, None if context is None else context[part],
+                    None if weights is None else weights[: tiles.shape[1]],
+                )
                 strings.extend(coded.strings)
             compressed = CompressedClip(strings, quality, stop - start)
             yield ChunkData(start, stop, pack_payload(compressed, self.model.num_weight_tokens, self.model.config.hypernet.code_channels)), compressed

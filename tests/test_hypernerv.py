@@ -15,7 +15,7 @@ import torch
 from nvcodec.errors import BitstreamError, EntropyModelNotReadyError, InputError, ModelConfigError, UnsupportedVersionError
 from nvcodec.geometry import TileGrid
 from nvcodec.hypernerv.decoder import NervDecoder, fuse_weights, positional_encoding
-from nvcodec.hypernerv.model import CompressedClip
+from nvcodec.hypernerv.model import CompressedClip, edge_weights
 from nvcodec.hypernerv.video import HyperNervVideoCodec, pack_payload, unpack_payload
 from nvcodec.interface import ChunkData
 from nvcodec.registry import create_config, create_model
@@ -202,6 +202,48 @@ def test_refine_steps_lower_the_rd_loss(codec, model, clip_frames):
             return float(((model.decode_codes(q / model.gains(qualities), 8) - tiles) ** 2).mean())
 
     assert mse(refined) < mse(codes)
+
+
+def test_refine_frame_weights_favour_the_weighted_frames(model, clip_frames):
+    clip = torch.from_numpy(clip_frames[:8]).permute(0, 3, 1, 2).float() / 255.0
+    tiles = TileGrid(40, 56, 16, 16).split(clip)
+    with torch.no_grad():
+        codes = model.hypernet(tiles)
+
+    def refine(weights: torch.Tensor | None) -> torch.Tensor:
+        torch.manual_seed(5)  # the rate term's noise
+        return model.refine(codes, tiles, quality=3, steps=30, lr=0.05, frame_weights=weights)
+
+    plain, uniform, first = refine(None), refine(torch.full((8,), 3.0)), refine(torch.eye(8)[0])
+    torch.testing.assert_close(uniform, plain)  # weights are normalised to mean 1
+
+    def frame_mse(c: torch.Tensor) -> torch.Tensor:
+        with torch.no_grad():
+            qualities = torch.full((c.shape[0],), 3)
+            q, _ = model.token_coder(c * model.gains(qualities), training=False)
+            return ((model.decode_codes(q / model.gains(qualities), 8) - tiles) ** 2).mean((0, 2, 3, 4))  # (8,)
+
+    assert frame_mse(first)[0] < frame_mse(plain)[0]
+    assert frame_mse(first)[1:].mean() > frame_mse(plain)[1:].mean()
+
+
+def test_codec_refinement_weights_the_clip_edges(model, clip_frames, monkeypatch):
+    seen = []
+    monkeypatch.setattr(model, "refine", lambda codes, clip, quality, steps, lr, weights=None: seen.append(weights) or codes)
+    codec = HyperNervVideoCodec(model, "hypernerv-tiny")
+    codec.refine_edge_weight = 2.0
+    codec.encode(clip_frames, quality=1, refine_steps=2)  # chunks of 8 and 4 frames
+    profile = edge_weights(8, 2.0)
+    assert profile[0] == profile[7] == 2.0 and float(profile.min()) < 1.2
+    assert [w.tolist() for w in seen] == [profile.tolist(), profile[:4].tolist()]
+    seen.clear()
+    strided = HyperNervVideoCodec(model, "hypernerv-tiny", clip_stride=6)
+    strided.refine_edge_weight = 2.0
+    strided.encode(clip_frames, quality=1, refine_steps=2)
+    assert seen == [None, None]  # the edge frames are hidden: unweighted
+    seen.clear()
+    codec.encode(clip_frames, quality=1)  # no refinement: refine is never called
+    assert seen == []
 
 
 def test_damaged_payloads_raise_bitstream_error(codec, encoded):

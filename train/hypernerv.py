@@ -27,6 +27,7 @@ import torch
 from torch import Tensor
 
 from nvcodec.entropy import split_aux_parameters
+from nvcodec.hypernerv.model import edge_weights
 from nvcodec.registry import create_model, initial_weights
 from nvcodec.train.freeze import restrict_training, trains_aux
 
@@ -67,11 +68,7 @@ class HyperNervSystem(pl.LightningModule):
             self._load_start(model_state(state), f"init_checkpoint {init_checkpoint}")
         if init_weights:
             self._load_start(initial_weights(self.model, init_weights)[1], f"init_weights {init_weights}")
-        if edge_weight < 1.0:
-            raise ValueError(f"edge_weight must be >= 1, got {edge_weight}")
-        length = self.model.config.clip_len
-        distance = (torch.arange(length, dtype=torch.float32) - (length - 1) / 2).abs() / max((length - 1) / 2, 1)
-        self.frame_weights = None if edge_weight == 1.0 else 1.0 + (edge_weight - 1.0) * distance  # (T,)
+        self.frame_weights = edge_weights(self.model.config.clip_len, edge_weight)  # (T,) or None
         restrict_training(self.model, train_only, model_name)
         self.train_aux = trains_aux(self.model)
 
