@@ -6,8 +6,8 @@ shows only their middle S frames (see ``hypernerv/video.py``). For each input (f
 frames) and each stride: real ``.nvc`` bytes, PSNR-RGB, per-frame PSNR, and the mean PSNR by
 position ``f mod 8`` (the default's clip grid) and ``f mod S`` (the position in the chunk), with
 the span (max - min) of each. ``--refine-steps K`` encodes with K code-refinement steps (slow), whose
-distortion weighs the clip-edge frames ``--refine-edge-weight`` times (default: the codec's); weight 1
-separates the one-shot hypernetwork's share of the dip from the decoder's.
+distortion weighs the clip-edge frames ``--refine-edge-weight`` times at stride 8 (default: the codec's;
+strides below 8 refine unweighted); weight 1 shows how much of the dip refinement alone removes.
 
     OMP_NUM_THREADS=1 python -m nvcodec.bench.hypernerv_pulsing bench/results/hypernerv-pulsing.json
 """
@@ -30,6 +30,13 @@ def by_position(values: list[float], period: int) -> list[float]:
     return [float(np.mean(values[p::period])) for p in range(min(period, len(values)))]
 
 
+def refine_edge_weight(codec: HyperNervVideoCodec, refine_steps: int) -> float | None:
+    """The clip-edge weight the codec's refinement actually used (None: no refinement; 1: unweighted)."""
+    if not refine_steps:
+        return None
+    return codec.refine_edge_weight if codec.stride == codec.model.config.clip_len else 1.0
+
+
 def measure(codec: HyperNervVideoCodec, frames: np.ndarray, quality: int, refine_steps: int = 0) -> dict:
     count, height, width = frames.shape[:3]
     encoded = codec.encode(frames, quality, refine_steps=refine_steps)
@@ -41,7 +48,7 @@ def measure(codec: HyperNervVideoCodec, frames: np.ndarray, quality: int, refine
     return {
         "clip_stride": codec.stride,
         "refine_steps": refine_steps,
-        "refine_edge_weight": codec.refine_edge_weight if refine_steps else None,
+        "refine_edge_weight": refine_edge_weight(codec, refine_steps),
         "chunks": len(encoded.chunks),
         "bytes": size,
         "bpp": metrics.bpp(size, count, height, width),
@@ -58,10 +65,12 @@ def main(argv: list[str] | None = None) -> int:
     parser = common_parser(__doc__, "carphone 176x144, demo 320x180, bbb 640x272", 24)
     parser.add_argument("--strides", default="8,6,4")
     parser.add_argument("--refine-steps", type=int, default=0,
-                        help="encode-time code refinement steps (slow): tells whether the dip is the one-shot encoder's or the decoder's")
+                        help="encode-time code refinement steps (slow)")
     parser.add_argument("--refine-edge-weight", type=float, default=None,
                         help="the refinement's distortion weight of the clip-edge frames (default: the codec's, hypernerv.model.REFINE_EDGE_WEIGHT)")
     args = parser.parse_args(argv)
+    if args.refine_edge_weight is not None and args.refine_edge_weight < 1.0:
+        parser.error(f"--refine-edge-weight {args.refine_edge_weight:g} is below 1")
     base, report = start_report("hypernerv_pulsing", argv, args.model, args.quality, args.checkpoint)
     for item in args.input or DEFAULT_INPUTS:
         name, frames = load(item, args.frames)
@@ -72,7 +81,7 @@ def main(argv: list[str] | None = None) -> int:
                 codec.refine_edge_weight = args.refine_edge_weight
             row = measure(codec, frames, args.quality, args.refine_steps)
             rows.append(row)
-            print(f"{name:28s} stride {stride} refine {args.refine_steps} (edge weight {codec.refine_edge_weight:g})  {row['bytes']:7d} B {row['bpp']:.4f} bpp  PSNR {row['psnr_rgb']:.2f}  "
+            print(f"{name:28s} stride {stride} refine {args.refine_steps} (edge weight {row['refine_edge_weight']})  {row['bytes']:7d} B {row['bpp']:.4f} bpp  PSNR {row['psnr_rgb']:.2f}  "
                   f"span by clip position {row['span_by_clip_position_db']:.2f} dB, by chunk position {row['span_by_chunk_position_db']:.2f} dB  "
                   f"[{' '.join(f'{v:.1f}' for v in row['psnr_by_clip_position'])}]", flush=True)
         report["inputs"].append({"name": name, "spec": item, "frames": int(frames.shape[0]), "rows": rows})

@@ -13,7 +13,8 @@ Data flow for B tile clips at quality level q (see ``hypernet.py`` and ``decoder
 Variable rate: ONE model, ``len(lambdas)`` quality levels. Each level has a learned per-channel
 quantisation gain; training samples a quality per clip and minimises ``bpp + lambda[q] * MSE``.
 ``refine_steps`` > 0 continues the encode with Adam steps on the continuous codes against the same
-RD loss (straight-through rounding for distortion, noise for rate), starting from the hypernetwork.
+RD loss (straight-through rounding for distortion, noise for rate), starting from the hypernetwork;
+its distortion may weigh the frames by clip position (``edge_weights``: the codec weighs the edges).
 """
 
 from __future__ import annotations
@@ -243,7 +244,7 @@ class HyperNerv(nn.Module):
         bpp = bits / (frames * height * width)
         target = clip[:, output.frame_index]  # (B, F, 3, tile, tile)
         per_frame = F.mse_loss(output.reconstruction, target, reduction="none").flatten(2).mean(2)  # (B, F)
-        weights = None if frame_weights is None else frame_weights[output.frame_index]
+        weights = None if frame_weights is None else frame_weights.to(per_frame.device)[output.frame_index]
         loss = (bpp + self.lambdas[qualities] * weighted_mse(per_frame, weights)).mean()
         mse = per_frame.mean(1)  # (B,)
         return RDLoss(loss, bpp, mse)

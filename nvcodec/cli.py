@@ -36,7 +36,7 @@ def _build_parser() -> argparse.ArgumentParser:
     enc.add_argument("--codec", choices=CODEC_NAMES, default="intra")
     enc.add_argument("--model", default=None, help="registered model name (default: the codec's shipped model)")
     enc.add_argument("--quality", type=int, default=None, help="rate point, 0..levels-1, higher = better (default: middle)")
-    enc.add_argument("--refine-steps", type=int, default=0, help="gradient steps on the coded latent after the forward pass (slow; hypernerv weighs the clip-edge frames 3x)")
+    enc.add_argument("--refine-steps", type=int, default=0, help="gradient steps on the coded latent after the forward pass (slow; hypernerv at the default clip stride weighs the clip-edge frames more)")
     enc.add_argument("--clip-stride", type=int, default=None, metavar="S",
                      help="hypernerv: show S frames per chunk, each coded in the clip-length window centred on them (no clip-edge dip; ~clip_len/S x rate; default: clip length)")
     enc.add_argument("--frames", default=None, metavar="A:B", help="encode only frames A..B-1 (B past the end: clamped, with a warning)")
