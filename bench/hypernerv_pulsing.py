@@ -34,7 +34,8 @@ def refine_edge_weight(codec: HyperNervVideoCodec, refine_steps: int) -> float |
     """The clip-edge weight the codec's refinement actually used (None: no refinement; 1: unweighted)."""
     if not refine_steps:
         return None
-    return codec.refine_edge_weight if codec.stride == codec.model.config.clip_len else 1.0
+    weights = codec.refine_weights()
+    return 1.0 if weights is None else float(weights[0])
 
 
 def measure(codec: HyperNervVideoCodec, frames: np.ndarray, quality: int, refine_steps: int = 0) -> dict:

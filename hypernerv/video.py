@@ -181,6 +181,13 @@ class HyperNervVideoCodec(VideoCodec):
     def quality_levels(self) -> int:
         return self.model.config.quality_levels
 
+    def refine_weights(self) -> Tensor | None:
+        """The refinement's distortion weights by clip position (clip_len,), or None (frames alike):
+        :func:`edge_weights` at ``refine_edge_weight`` when the chunks show the clip-edge frames (stride =
+        clip_len); streams with a smaller stride hide them and refine unweighted."""
+        clip_len = self.model.config.clip_len
+        return edge_weights(clip_len, self.refine_edge_weight) if self.stride == clip_len else None
+
     # ----------------------------------------------------------------- params
     def overlap_for(self, height: int, width: int) -> int:
         """The tile overlap the encoder uses on ``height x width`` frames."""
@@ -272,7 +279,7 @@ class HyperNervVideoCodec(VideoCodec):
         """Checked arguments -> (chunk, its coded tiles) per clip of ``clip_len`` frames."""
         clip_len, stride, count = self.model.config.clip_len, self.stride, frames.shape[0]
         side = self.model.config.hypernet.context_frames
-        weights = edge_weights(clip_len, self.refine_edge_weight) if refine_steps and stride == clip_len else None
+        weights = self.refine_weights() if refine_steps else None
         for start in range(0, count, stride):
             stop = min(start + stride, count)
             if stride == clip_len:
@@ -281,6 +288,7 @@ class HyperNervVideoCodec(VideoCodec):
                 first = start - self._margin(stride)
                 indices = np.clip(np.arange(first, first + clip_len), 0, count - 1)
             tiles = grid.split(frames_to_tensor(frames[indices], self.device)).contiguous()  # (num_tiles, n, 3, tile, tile)
+            clip_weights = None if weights is None else weights[: len(indices)]  # a short last clip: its first n
             context = None
             if side:  # the frames either side of the window, clamped to the video (the encoder reads them)
                 around = np.concatenate([np.arange(indices[0] - side, indices[0]), np.arange(indices[-1] + 1, indices[-1] + 1 + side)])
@@ -290,7 +298,7 @@ class HyperNervVideoCodec(VideoCodec):
                 part = slice(first, first + self.tiles_per_batch)
                 coded = self.model.compress(
                     tiles[part], quality, refine_steps, self.refine_lr, None if context is None else context[part],
-                    None if weights is None else weights[: tiles.shape[1]],
+                    clip_weights,
                 )
                 strings.extend(coded.strings)
             compressed = CompressedClip(strings, quality, stop - start)
