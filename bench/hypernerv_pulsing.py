@@ -5,7 +5,7 @@ A clip's quality dips at its first and last frames; with one clip per chunk (str
 shows only their middle S frames (see ``hypernerv/video.py``). For each input (first ``--frames``
 frames) and each stride: real ``.nvc`` bytes, PSNR-RGB, per-frame PSNR, and the mean PSNR by
 position ``f mod 8`` (the default's clip grid) and ``f mod S`` (the position in the chunk), with
-the span (max - min) of each. ``--refine-steps K`` encodes with K code-refinement steps (slow), whose
+the span (max - min) of each, and the encode's wall seconds. ``--refine-steps K`` encodes with K code-refinement steps (slow), whose
 distortion weighs the clip-edge frames ``--refine-edge-weight`` times at stride 8 (default: the codec's;
 strides below 8 refine unweighted); weight 1 shows how much of the dip refinement alone removes.
 
@@ -15,6 +15,7 @@ strides below 8 refine unweighted); weight 1 shows how much of the dip refinemen
 from __future__ import annotations
 
 import json
+import time
 
 import numpy as np
 
@@ -40,7 +41,9 @@ def refine_edge_weight(codec: HyperNervVideoCodec, refine_steps: int) -> float |
 
 def measure(codec: HyperNervVideoCodec, frames: np.ndarray, quality: int, refine_steps: int = 0) -> dict:
     count, height, width = frames.shape[:3]
+    start = time.perf_counter()
     encoded = codec.encode(frames, quality, refine_steps=refine_steps)
+    encode_s = time.perf_counter() - start
     size = stream_bytes(codec, encoded, height, width)
     decoded = encoded.reconstruction
     per_frame = [metrics.psnr_rgb(frames[i : i + 1], decoded[i : i + 1]) for i in range(count)]
@@ -54,6 +57,7 @@ def measure(codec: HyperNervVideoCodec, frames: np.ndarray, quality: int, refine
         "bytes": size,
         "bpp": metrics.bpp(size, count, height, width),
         "psnr_rgb": metrics.psnr_rgb(frames, decoded),
+        "encode_s": encode_s,
         "psnr_per_frame": per_frame,
         "psnr_by_clip_position": in_clip,
         "span_by_clip_position_db": max(in_clip) - min(in_clip),
@@ -83,7 +87,7 @@ def main(argv: list[str] | None = None) -> int:
             row = measure(codec, frames, args.quality, args.refine_steps)
             rows.append(row)
             print(f"{name:28s} stride {stride} refine {args.refine_steps} (edge weight {row['refine_edge_weight']})  {row['bytes']:7d} B {row['bpp']:.4f} bpp  PSNR {row['psnr_rgb']:.2f}  "
-                  f"span by clip position {row['span_by_clip_position_db']:.2f} dB, by chunk position {row['span_by_chunk_position_db']:.2f} dB  "
+                  f"span by clip position {row['span_by_clip_position_db']:.2f} dB, by chunk position {row['span_by_chunk_position_db']:.2f} dB, encode {row['encode_s']:.1f} s  "
                   f"[{' '.join(f'{v:.1f}' for v in row['psnr_by_clip_position'])}]", flush=True)
         report["inputs"].append({"name": name, "spec": item, "frames": int(frames.shape[0]), "rows": rows})
     args.output.parent.mkdir(parents=True, exist_ok=True)
