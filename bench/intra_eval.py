@@ -362,7 +362,7 @@ def main(argv: list[str] | None = None) -> int:
     refined: list[RefinePoint] = []
     if args.refine_steps is not None:
         steps = [int(k) for k in args.refine_steps.split(",")]
-        levels = [int(q) for q in args.levels.split(",")] if args.levels else [codec.quality_levels // 2]
+        levels = [int(q) for q in args.levels.split(",")] if args.levels else [codec.default_quality]
         print(f"{'image':32s} {'q':>2s} {'K':>4s} {'bytes':>7s} {'bpp':>7s} {'psnr':>6s} {'enc s':>7s}")
         for name, image in images.items():
             for quality in levels:
@@ -416,7 +416,7 @@ def main(argv: list[str] | None = None) -> int:
         print("  " + "  ".join(f"slice{i}({c}ch) {v:.3f}" for i, (c, v) in enumerate(zip(sizes, spectrum))))
     timing = None
     if args.timing:
-        timing = time_codec(codec, _image_768x512(images), quality=codec.quality_levels // 2)
+        timing = time_codec(codec, _image_768x512(images), quality=codec.default_quality)
         print(
             f"\n768x512 q{timing.quality}: encode {timing.encode_s:.3f} s, decode {timing.decode_s:.3f} s "
             f"({timing.num_bytes} bytes, {timing.threads} thread(s), best of 3)"

@@ -216,7 +216,7 @@ def _encode_video(
         if codec != "hypernerv":
             raise InputError(f"--clip-stride is a hypernerv option; codec {codec!r} codes every frame on its own")
         adapter = type(adapter)(adapter.model, model_name, device, clip_stride=clip_stride)
-    quality = adapter.check_quality(adapter.quality_levels // 2 if quality is None else quality)
+    quality = adapter.check_quality(adapter.default_quality if quality is None else quality)
     encoded = adapter.encode(source.frames, quality, refine_steps=refine_steps, progress=progress)
     stream = container.pack_stream(
         codec=codec,

@@ -103,6 +103,11 @@ class VideoCodec(ABC):
     def quality_levels(self) -> int:
         """Number of shipped rate points; valid ``quality`` values are ``0 .. quality_levels - 1``."""
 
+    @property
+    def default_quality(self) -> int:
+        """The level used when none is asked for: the middle of the ladder."""
+        return self.quality_levels // 2
+
     def check_quality(self, quality: int) -> int:
         """``quality`` as an int in ``0 .. quality_levels - 1``, else ``InputError`` naming it."""
         if isinstance(quality, bool) or not isinstance(quality, (int, np.integer)) or not 0 <= quality < self.quality_levels:

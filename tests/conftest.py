@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import importlib.util
 import sys
 from pathlib import Path
 
@@ -11,6 +12,19 @@ import pytest
 REPO = Path(__file__).resolve().parents[1]
 MEDIA = REPO.parent / "shared" / "media"
 NVCODEC = [sys.executable, "-m", "nvcodec.cli"]
+
+
+@pytest.fixture(scope="session")
+def load_tool():
+    """Import a script of ``tools/`` (not a package) by its name: ``load_tool("intra_retune_levels")``."""
+
+    def load(name: str):
+        spec = importlib.util.spec_from_file_location(name, REPO / "tools" / f"{name}.py")
+        module = importlib.util.module_from_spec(spec)
+        spec.loader.exec_module(module)
+        return module
+
+    return load
 
 
 @pytest.fixture(scope="session")

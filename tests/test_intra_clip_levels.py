@@ -2,25 +2,16 @@
 
 from __future__ import annotations
 
-import importlib.util
 import json
 from pathlib import Path
 
 import nvcodec
 
-TOOL = Path(__file__).resolve().parents[1] / "tools" / "intra_clip_levels.py"
 DEMO = Path(__file__).resolve().parents[1] / "nvcodec" / "media" / "demo.mp4"
 
 
-def _tool():
-    spec = importlib.util.spec_from_file_location("intra_clip_levels", TOOL)
-    module = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(module)
-    return module
-
-
-def test_clip_levels_report_the_streams_bytes_and_a_rising_ladder(tmp_path):
-    tool = _tool()
+def test_clip_levels_report_the_streams_bytes_and_a_rising_ladder(tmp_path, load_tool):
+    tool = load_tool("intra_clip_levels")
     out = tmp_path / "levels.json"
     status = tool.main(["--input", f"{DEMO},4,64x40", "--frames", "2", "--json", str(out)])
     result = json.loads(out.read_text())

@@ -2,9 +2,6 @@
 
 from __future__ import annotations
 
-import importlib.util
-from pathlib import Path
-
 import numpy as np
 import pytest
 import torch
@@ -12,15 +9,10 @@ import torch
 from nvcodec.codec.video import IntraVideoCodec
 from nvcodec.registry import load_codec
 
-TOOL = Path(__file__).resolve().parents[1] / "tools" / "intra_retune_levels.py"
-
 
 @pytest.fixture(scope="module")
-def tool():
-    spec = importlib.util.spec_from_file_location("intra_retune_levels", TOOL)
-    module = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(module)
-    return module
+def tool(load_tool):
+    return load_tool("intra_retune_levels")
 
 
 def test_continuous_rows_hit_the_learned_rows_and_extend_the_end_segments(tool):

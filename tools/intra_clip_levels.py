@@ -17,6 +17,7 @@ from pathlib import Path
 
 import nvcodec
 from nvcodec.bench.hypernerv_seams import load
+from nvcodec.metrics import bpp as bits_per_pixel
 from nvcodec.metrics import psnr_rgb
 from nvcodec.registry import load_codec
 
@@ -33,8 +34,8 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--json", type=Path, help="write the rows here")
     args = parser.parse_args(argv)
 
-    levels = load_codec(args.model).quality_levels
-    default = levels // 2  # as nvcodec.encode's quality=None
+    codec = load_codec(args.model)
+    levels, default = codec.quality_levels, codec.default_quality
     result: dict[str, object] = {"model": args.model, "frames": args.frames, "clips": {}}
     failed = False
     for spec in args.input or DEFAULT_INPUTS:
@@ -44,7 +45,7 @@ def main(argv: list[str] | None = None) -> int:
         for quality in range(levels):
             stream = nvcodec.encode(frames, codec="intra", quality=quality, model=args.model)
             psnr = psnr_rgb(frames, nvcodec.decode(stream))
-            bpp = len(stream) * 8 / (count * height * width)
+            bpp = bits_per_pixel(len(stream), count, height, width)
             rows.append({"quality": quality, "bytes": len(stream), "bpp": bpp, "psnr_rgb": psnr})
             print(f"{name}  quality {quality}{' (default)' if quality == default else ''}  {len(stream):8d} B  {bpp:.3f} bpp  {psnr:.2f} dB", flush=True)
         if default > 0 and rows[default]["psnr_rgb"] < rows[default - 1]["psnr_rgb"]:

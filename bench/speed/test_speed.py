@@ -36,7 +36,7 @@ def test_encode(codec: str, run, settings, clip: np.ndarray) -> None:
 
     if codec in NVCODEC:
         adapter = _adapter(codec, settings)
-        quality = adapter.quality_levels // 2
+        quality = adapter.default_quality
         stream = run(lambda: nvcodec.encode(clip, codec=codec, quality=quality, model=adapter.model_name, device=settings.device),
                      "encode", codec=codec, model=adapter.model_name, quality=quality)
         size = len(stream)
@@ -54,7 +54,7 @@ def test_decode(codec: str, run, settings, clip: np.ndarray) -> None:
 
     if codec in NVCODEC:
         adapter = _adapter(codec, settings)
-        quality = adapter.quality_levels // 2
+        quality = adapter.default_quality
         stream = nvcodec.encode(clip, codec=codec, quality=quality, model=adapter.model_name, device=settings.device)
         frames = run(lambda: nvcodec.decode(stream, device=settings.device), "decode",
                      codec=codec, model=adapter.model_name, quality=quality, bytes=len(stream))
