@@ -277,13 +277,23 @@ def _bd_table(title: str, anchor_label: str, anchor: list[RDPoint], test: list[R
     return results
 
 
-def rd_points_of(path: str | Path, codec: str = "intra") -> list[RDPoint]:
-    """The ``codec`` points of an ``rd.json`` this tool wrote."""
+LEARNED = ("intra", "reference")  # the codecs of an rd.json that --compare reads (JPEG points are its anchor)
+
+
+def rd_points_of(path: str | Path, codec: str | None = None) -> list[RDPoint]:
+    """The ``codec`` points of an ``rd.json`` this tool wrote; by default its learned codec's
+    (``intra``, or ``reference`` for a ``--reference-checkpoint`` run), so that twins compare."""
     try:
         payload = json.loads(Path(path).read_text())
-        points = [RDPoint(**p) for p in payload["points"] if p["codec"] == codec]
+        points = [RDPoint(**p) for p in payload["points"]]
     except (OSError, ValueError, KeyError, TypeError) as exc:
         raise InputError(f"{path}: not an intra_eval rd.json ({exc})") from exc
+    if codec is None:
+        learned = sorted({p.codec for p in points} & set(LEARNED))
+        if len(learned) != 1:
+            raise InputError(f"{path}: expected the points of one of {', '.join(LEARNED)}, found {learned or 'none'}")
+        codec = learned[0]
+    points = [p for p in points if p.codec == codec]
     if not points:
         raise InputError(f"{path}: no {codec} points")
     return points
@@ -309,7 +319,7 @@ def main(argv: list[str] | None = None) -> int:
     source.add_argument("--model", default="intra-small", help="registered model with shipped weights")
     source.add_argument("--reference-checkpoint", help="Lightning checkpoint of IntraSystem(reference=True): the compressai reference")
     parser.add_argument("--anchor-checkpoint", help="also report BD-rate against this IntraSystem checkpoint")
-    parser.add_argument("--compare", nargs=2, metavar=("OLD", "NEW"), help="BD-rate of NEW rd.json's intra points vs OLD's; encodes nothing")
+    parser.add_argument("--compare", nargs=2, metavar=("OLD", "NEW"), help="BD-rate of NEW rd.json's learned points (intra or reference) vs OLD's; encodes nothing")
     parser.add_argument("--spectrum", action="store_true", help="print each slice's low-frequency energy share")
     parser.add_argument("--ceiling", action="store_true", help="PSNR of the transforms without quantisation vs coded")
     parser.add_argument("--images", default=DEFAULT_IMAGES, help="folder of .png/.jpg images")
@@ -329,8 +339,8 @@ def main(argv: list[str] | None = None) -> int:
             parser.error(str(exc))
         missing = sorted({p.image for p in new} - {p.image for p in old})
         if missing:
-            parser.error(f"{args.compare[0]} has no intra points for {', '.join(missing)}")
-        _bd_table(f"BD-rate of {args.compare[1]} vs {args.compare[0]} (intra points, PSNR-RGB):", args.compare[0], old, new)
+            parser.error(f"{args.compare[0]} has no {old[0].codec} points for {', '.join(missing)}")
+        _bd_table(f"BD-rate of {args.compare[1]} ({new[0].codec}) vs {args.compare[0]} ({old[0].codec}), PSNR-RGB:", args.compare[0], old, new)
         for level in sorted({p.setting for p in new}):
             rows = [p for p in new if p.setting == level]
             print(f"  q{level} {np.mean([p.bpp for p in rows]):.3f} bpp / {np.mean([p.psnr_rgb for p in rows]):.2f} dB", end="")

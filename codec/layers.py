@@ -128,9 +128,15 @@ class ResidualUnit(nn.Module):
         )
         nn.init.zeros_(self.body[2].weight)
         nn.init.zeros_(self.body[2].bias)
+        self.active = True  # training only: a unit still at zero may be skipped (IntraSystem's grow_units_at)
+
+    @property
+    def is_zero(self) -> bool:
+        """True while the unit is the identity (its last conv still all zero)."""
+        return not any(bool(t.any()) for t in (self.body[2].weight, self.body[2].bias))
 
     def forward(self, x: Tensor) -> Tensor:
-        return x + self.body(x)
+        return x + self.body(x) if self.active else x
 
 
 def lowpass(x: Tensor, factor: int = 2) -> Tensor:

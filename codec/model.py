@@ -303,12 +303,13 @@ class IntraCodec(nn.Module):
         """
         quality = self._check_quality(self.config.quality_levels - 1 if quality is None else quality)
         y = self.analysis(x) * self._gain(quality)
-        # Under bf16 autocast (training with ``precision: bf16-mixed``) only the transforms run in
-        # bfloat16: the entropy models and likelihoods stay float32, as rates need their precision.
-        with torch.autocast(device_type=x.device.type, enabled=False):
-            y = y.float()
-            hyper = self.hyperprior(y)
-            sliced = self.slice_coder(y, hyper.mean_support, hyper.scale_support, noisy_y_hat)
+        # Under bf16 autocast (training with ``precision: bf16-mixed``) the transforms and the networks
+        # that predict the entropy parameters (h_a, h_s, the slices' mean / scale / LRP nets) run in
+        # bfloat16; y, those parameters, the entropy models and the likelihoods are float32, as rates need
+        # their precision. Encoding and decoding (no autocast) are float32 throughout.
+        y = y.float()
+        hyper = self.hyperprior(y)
+        sliced = self.slice_coder(y, hyper.mean_support, hyper.scale_support, noisy_y_hat)
         x_hat = self.synthesis(sliced.y_hat, quality)
         return RDOutput(x_hat, sliced.likelihoods, hyper.z_likelihoods)
 

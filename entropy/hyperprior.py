@@ -17,7 +17,7 @@ import torch
 from compressai.entropy_models import EntropyBottleneck
 from torch import Tensor, nn
 
-from nvcodec.entropy.rans import require_ready
+from nvcodec.entropy.rans import float32, require_ready
 
 __all__ = ["HyperPrior", "HyperPriorOutput"]
 
@@ -61,13 +61,17 @@ class HyperPrior(nn.Module):
         self.entropy_bottleneck = EntropyBottleneck(h)
 
     def _supports(self, z_hat: Tensor) -> tuple[Tensor, Tensor]:
-        mean_support, scale_support = self.h_s(z_hat).chunk(2, dim=1)  # (B, M, h, w) each
+        mean_support, scale_support = self.h_s(z_hat).float().chunk(2, dim=1)  # (B, M, h, w) each
         return mean_support, scale_support
 
     def forward(self, y: Tensor) -> HyperPriorOutput:
-        """Training path: additive-noise proxy for z. ``y``: (B, M, h, w)."""
+        """Training path: additive-noise proxy for z. ``y``: (B, M, h, w).
+
+        Under bf16 autocast (training) ``h_a`` / ``h_s`` run in bfloat16 like the transforms; the
+        entropy bottleneck (z's likelihoods) and the supports handed on are float32."""
         z = self.h_a(y)
-        z_hat, z_likelihoods = self.entropy_bottleneck(z)
+        with float32(z):
+            z_hat, z_likelihoods = self.entropy_bottleneck(z.float())
         mean_support, scale_support = self._supports(z_hat)
         return HyperPriorOutput(z_hat, z_likelihoods, mean_support, scale_support)
 

@@ -24,7 +24,7 @@ from torch import Tensor, nn
 
 from nvcodec.errors import BitstreamError, EntropyModelNotReadyError
 
-__all__ = ["RANS_TABLES", "require_ready", "entropy_tables", "install_entropy_tables", "split_aux_parameters", "pack_strings", "unpack_strings"]
+__all__ = ["RANS_TABLES", "float32", "require_ready", "entropy_tables", "install_entropy_tables", "split_aux_parameters", "pack_strings", "unpack_strings"]
 
 _U32 = struct.Struct("<I")
 RANS_TABLES = ("_quantized_cdf", "_cdf_length", "_offset")
@@ -33,6 +33,12 @@ RANS_TABLES = ("_quantized_cdf", "_cdf_length", "_offset")
 def _table_names(module: EntropyModel) -> tuple[str, ...]:
     # a Gaussian conditional also needs its scale table: build_indexes compares scales against it
     return RANS_TABLES + ("scale_table",) if isinstance(module, GaussianConditional) else RANS_TABLES
+
+
+def float32(like: Tensor) -> torch.autocast:
+    """A block where autocast is off (on ``like``'s device): likelihoods and rates are computed in
+    float32 even when training under bf16 autocast. Outside autocast it changes nothing."""
+    return torch.autocast(device_type=like.device.type, enabled=False)
 
 
 def require_ready(model: nn.Module, name: str) -> None:

@@ -27,7 +27,7 @@ from compressai.ans import BufferedRansEncoder, RansDecoder
 from compressai.entropy_models import GaussianConditional
 from torch import Tensor, nn
 
-from nvcodec.entropy.rans import require_ready
+from nvcodec.entropy.rans import float32, require_ready
 
 __all__ = ["SliceCoder", "SliceOutput", "quantize_param", "PARAM_GRID", "scale_table"]
 
@@ -94,7 +94,9 @@ class SliceCoder(nn.Module):
     def forward(self, y: Tensor, mean_support: Tensor, scale_support: Tensor, noisy_y_hat: bool = False) -> SliceOutput:
         """Training/estimation path. y, supports: (B, M, h, w).
 
-        Likelihoods use compressai's additive-noise proxy (in training mode). The y_hat fed onward (to
+        Likelihoods use compressai's additive-noise proxy (in training mode). Under bf16 autocast
+        (training) the mean / scale / LRP networks run in bfloat16 and their outputs are cast to
+        float32; the Gaussian likelihoods are float32. The y_hat fed onward (to
         later slices, LRP and the synthesis) is ``round(y - mean) + mean`` with a straight-through
         gradient, as at test time, or with ``noisy_y_hat`` ``y + U(-0.5, 0.5)``: noise keeps the
         information of a still-small y visible to the decoder and learns much faster early on.
@@ -104,7 +106,8 @@ class SliceCoder(nn.Module):
         likelihoods: list[Tensor] = []
         for index, y_slice in enumerate(y_slices):
             mean, scale = self._gaussian(index, mean_support, scale_support, decoded)
-            _, slice_likelihoods = self.gaussian_conditional(y_slice, scale, means=mean)
+            with float32(y_slice):
+                _, slice_likelihoods = self.gaussian_conditional(y_slice, scale, means=mean)
             likelihoods.append(slice_likelihoods)
             if noisy_y_hat:
                 y_hat_slice = y_slice + torch.empty_like(y_slice).uniform_(-0.5, 0.5)
@@ -116,12 +119,12 @@ class SliceCoder(nn.Module):
     def _gaussian(
         self, index: int, mean_support: Tensor, scale_support: Tensor, decoded: list[Tensor]
     ) -> tuple[Tensor, Tensor]:
-        mean = self.mean_nets[index](torch.cat([mean_support, *decoded], dim=1))
-        scale = self.scale_nets[index](torch.cat([scale_support, *decoded], dim=1))
+        mean = self.mean_nets[index](torch.cat([mean_support, *decoded], dim=1)).float()
+        scale = self.scale_nets[index](torch.cat([scale_support, *decoded], dim=1)).float()
         return mean, scale
 
     def _lrp(self, index: int, mean_support: Tensor, decoded: list[Tensor], y_hat_slice: Tensor) -> Tensor:
-        return 0.5 * torch.tanh(self.lrp_nets[index](torch.cat([mean_support, *decoded, y_hat_slice], dim=1)))
+        return 0.5 * torch.tanh(self.lrp_nets[index](torch.cat([mean_support, *decoded, y_hat_slice], dim=1)).float())
 
     def _code(
         self,

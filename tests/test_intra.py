@@ -322,6 +322,29 @@ def test_training_smoke(tmp_path: Path) -> None:
     assert all(k.startswith("model.") for k in system.state_dict())
 
 
+def test_budget_fractions_follow_the_trainers_max_time(tmp_path: Path) -> None:
+    """``_budget_used`` reads Lightning's Timer: a 3-second budget ends near 1.0 with the rate dropped;
+    without ``max_time`` a budget-relative schedule is refused when training starts."""
+    pytest.importorskip("pytorch_lightning")
+    import pytorch_lightning as pl
+    from PIL import Image
+
+    from nvcodec.train.data import ImageDataModule
+    from nvcodec.train.image import IntraSystem
+
+    Image.fromarray(_image(80, 100)).save(tmp_path / "still.png")
+    data = ImageDataModule(paths=[str(tmp_path)], crop_size=64, batch_size=1, epoch_length=4)
+    system = IntraSystem(model_name=TINY, lr=1e-3, lr_drop_at=0.5, lr_drop_factor=0.25)
+    assert system._budget_used() == 0.0 and system._current_lr() == pytest.approx(1e-3)  # no trainer yet
+    quiet = dict(accelerator="cpu", logger=False, enable_checkpointing=False, enable_progress_bar=False, enable_model_summary=False, limit_val_batches=0)
+    trainer = pl.Trainer(max_time={"seconds": 3}, max_steps=100000, **quiet)
+    trainer.fit(system, datamodule=data)
+    assert 0.9 <= system._budget_used() <= 1.2 and trainer.global_step > 2
+    assert system._current_lr() == pytest.approx(2.5e-4)
+    with pytest.raises(ValueError, match="max_time"):
+        pl.Trainer(max_steps=1, **quiet).fit(IntraSystem(model_name=TINY, lr_drop_at=0.5), datamodule=data)
+
+
 def test_init_weights_on_a_new_ladder_shift_the_gains(tmp_path: Path) -> None:
     """Fine-tuning onto other lambdas: level q's gains start scaled by sqrt(new/old lambda), the rest as stored."""
     pytest.importorskip("pytorch_lightning")
@@ -425,6 +448,56 @@ def test_learning_rate_warms_up_then_drops() -> None:
             step.return_value = value
             assert system._current_lr() == pytest.approx(lr), value
     assert IntraSystem(model_name=TINY, lr=1e-3)._current_lr() == pytest.approx(1e-3)  # no warm-up by default
+
+
+def test_budget_schedule_drops_the_rate_and_grows_the_units() -> None:
+    """``lr_drop_at`` / ``grow_units_at`` are fractions of the wall-time budget: before ``grow_units_at`` the
+    zero-started residual units are skipped (no gradient, same output), after it they join and learn; the
+    learning rate drops once ``lr_drop_at`` of the budget has passed. Both refuse what they cannot do."""
+    pytest.importorskip("pytorch_lightning")
+    from unittest import mock
+
+    from nvcodec.codec.layers import ResidualUnit
+    from nvcodec.train.image import IntraSystem
+
+    overrides = {"detail_units": True, "stride8_units": 1}
+    torch.manual_seed(0)
+    system = IntraSystem(model_name=TINY, model_overrides=overrides, lr=1e-3, lr_drop_at=0.6, lr_drop_factor=0.5, grow_units_at=0.3)
+    units = [m for m in system.model.modules() if isinstance(m, ResidualUnit)]
+    assert len(system.growing) == len(units) == 3
+    net_opt, _ = system.configure_optimizers()
+    batch = torch.rand(2, 3, 64, 64, generator=torch.Generator().manual_seed(1))
+    unit_params = [p for unit in units for p in unit.parameters()]
+
+    def step(budget: float) -> float:
+        for p in system.model.parameters():
+            p.grad = None
+        with (
+            mock.patch.object(IntraSystem, "_budget_used", return_value=budget),
+            mock.patch.object(IntraSystem, "optimizers", return_value=(net_opt, mock.MagicMock())),
+            mock.patch.object(IntraSystem, "manual_backward", side_effect=lambda loss: loss.backward()),
+            mock.patch.object(IntraSystem, "clip_gradients"),
+            mock.patch.object(IntraSystem, "log_dict"),
+        ):
+            system.training_step(batch, 0)
+        return net_opt.param_groups[0]["lr"]
+
+    assert step(0.1) == pytest.approx(1e-3)
+    assert not any(unit.active for unit in units) and all(p.grad is None for p in unit_params)
+    assert all(unit.is_zero for unit in units)  # skipped: untouched
+    assert step(0.4) == pytest.approx(1e-3)
+    assert all(unit.active for unit in units) and any(p.grad is not None and p.grad.abs().sum() > 0 for p in unit_params)
+    assert not all(unit.is_zero for unit in units)  # they learn once grown
+    assert step(0.7) == pytest.approx(5e-4)
+
+    with pytest.raises(ValueError, match="residual units"):
+        IntraSystem(model_name=TINY, grow_units_at=0.5)  # intra-tiny has none
+    with pytest.raises(ValueError, match="fraction"):
+        IntraSystem(model_name=TINY, lr_drop_at=1.5)
+    with pytest.raises(ValueError, match="not both"):
+        IntraSystem(model_name=TINY, lr_drop_at=0.5, lr_drop_step=100)
+    with pytest.raises(ValueError, match="at zero"):  # trained units cannot be skipped without changing the model
+        IntraSystem(model_name="intra-small", init_weights="intra-small", grow_units_at=0.5)
 
 
 def test_train_only_freezes_all_but_the_named_parts(tmp_path: Path) -> None:

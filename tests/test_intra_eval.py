@@ -48,8 +48,8 @@ def test_ceiling_points_compare_the_unquantised_transforms_with_the_real_stream(
 def test_compare_reports_the_bd_rate_of_one_rd_json_against_another(tmp_path, capsys) -> None:
     """--compare reads two rd.json files (no model): NEW at 10 % fewer bytes for the same PSNR reads -10 %."""
 
-    def write(name: str, scale: float) -> str:
-        points = [{"image": "a", "codec": "intra", "setting": q, "num_bytes": int(1000 * scale * 2**q), "bpp": 0.1 * scale * 2**q,
+    def write(name: str, scale: float, codec: str = "intra") -> str:
+        points = [{"image": "a", "codec": codec, "setting": q, "num_bytes": int(1000 * scale * 2**q), "bpp": 0.1 * scale * 2**q,
                    "psnr_rgb": 25.0 + q} for q in range(4)]
         points.append({"image": "a", "codec": "jpeg", "setting": 50, "num_bytes": 1, "bpp": 9.0, "psnr_rgb": 1.0})
         path = tmp_path / name
@@ -59,6 +59,10 @@ def test_compare_reports_the_bd_rate_of_one_rd_json_against_another(tmp_path, ca
     assert intra_eval.main(["--compare", write("old.json", 1.0), write("new.json", 0.9)]) == 0
     mean = [line for line in capsys.readouterr().out.splitlines() if "MEAN" in line][0]
     assert "-10.00 %" in mean
+    # twins: a --reference-checkpoint run's points are "reference"; the learned codec of each file is compared
+    assert intra_eval.main(["--compare", write("ref.json", 1.0, "reference"), write("new.json", 1.25)]) == 0
+    out = capsys.readouterr().out
+    assert "(intra) vs" in out and "(reference)" in out and "+25.00 %" in [line for line in out.splitlines() if "MEAN" in line][0]
     with pytest.raises(SystemExit) as exit_info:
         intra_eval.main(["--compare", str(tmp_path / "old.json"), str(tmp_path / "missing.json")])
     assert exit_info.value.code == 2

@@ -47,8 +47,9 @@ def test_fine_tuning_from_shipped_float16_weights_has_finite_loss() -> None:
 
 
 def test_bf16_autocast_trains_the_transforms_and_keeps_rates_float32() -> None:
-    """``precision: bf16-mixed`` + ``channels_last``: the transforms run in bfloat16, the entropy
-    models and likelihoods in float32, and the rate matches the float32 forward closely."""
+    """``precision: bf16-mixed`` + ``channels_last``: the transforms and the entropy-parameter networks
+    (h_a, h_s, the slices' nets) run in bfloat16, y, the likelihoods and the entropy models' own rates in
+    float32, and the rate matches the float32 forward closely."""
     from nvcodec.train.image import IntraSystem
 
     with torch.random.fork_rng(devices=[]):
@@ -60,23 +61,24 @@ def test_bf16_autocast_trains_the_transforms_and_keeps_rates_float32() -> None:
     with torch.random.fork_rng(devices=[]):
         torch.manual_seed(2)
         reference = model(x, 1)
-    dtypes: dict[str, set[torch.dtype]] = {"entropy": set(), "transforms": set()}
+    dtypes: dict[str, set[torch.dtype]] = {"entropy parameters": set(), "transforms": set(), "rates": set()}
 
     def record(part: str):
-        return lambda module, inputs, output: dtypes[part].add(output.dtype)
+        return lambda module, inputs, output: dtypes[part].update(t.dtype for t in (output if isinstance(output, tuple) else (output,)))
 
     hooks = [
-        m.register_forward_hook(record("entropy" if name.startswith(("hyperprior", "slice_coder")) else "transforms"))
+        m.register_forward_hook(record("entropy parameters" if name.startswith(("hyperprior", "slice_coder")) else "transforms"))
         for name, m in model.named_modules()
         if isinstance(m, (torch.nn.Conv2d, torch.nn.ConvTranspose2d))
     ]
+    hooks += [m.register_forward_hook(record("rates")) for m in (model.hyperprior.entropy_bottleneck, model.slice_coder.gaussian_conditional)]
     with torch.random.fork_rng(devices=[]), torch.autocast("cpu", dtype=torch.bfloat16):
         torch.manual_seed(2)
         mixed = model(x, 1)
         aux = model.aux_loss()
     for hook in hooks:
         hook.remove()
-    assert dtypes == {"entropy": {torch.float32}, "transforms": {torch.bfloat16}}  # every conv of each part
+    assert dtypes == {"entropy parameters": {torch.bfloat16}, "transforms": {torch.bfloat16}, "rates": {torch.float32}}
     assert all(t.dtype == torch.float32 for t in (*mixed.likelihoods, aux))
     assert abs(float(mixed.bits().detach()) / float(reference.bits().detach()) - 1.0) < 0.02
     loss = mixed.bits() / x[:, 0].numel() + torch.mean((mixed.x_hat.float() - x) ** 2)

@@ -8,6 +8,7 @@ torch.compile's compilation, reported apart), then the median of ``--steps``.
 
     OMP_NUM_THREADS=2 python tools/train_step_speed.py --model intra-small --precision bf16 --compile whole
     OMP_NUM_THREADS=2 python tools/train_step_speed.py --reference --precision bf16
+    OMP_NUM_THREADS=1 python tools/train_step_speed.py --set detail_units=false --set stride8_units=0
 """
 
 from __future__ import annotations
@@ -38,18 +39,31 @@ def main() -> int:
     parser.add_argument("--size", type=int, default=256)
     parser.add_argument("--warmup", type=int, default=8)
     parser.add_argument("--steps", type=int, default=20)
+    parser.add_argument("--set", dest="overrides", action="append", default=[], metavar="FIELD=JSON",
+                        help="config override of --model, e.g. --set detail_units=false (repeatable)")
     parser.add_argument("--json", help="append the result as one JSON line to this file")
     args = parser.parse_args()
     if args.warmup < 1 or args.steps < 1:
         parser.error("--warmup and --steps must be >= 1")
+    overrides = {}
+    for item in args.overrides:
+        field, sep, value = item.partition("=")
+        try:
+            if not sep:
+                raise ValueError
+            overrides[field] = json.loads(value)
+        except ValueError:
+            parser.error(f"--set {item!r}: expected FIELD=JSON, e.g. detail_units=false")
+    if overrides and args.reference:
+        parser.error("--set applies to --model, not --reference")
 
     torch.manual_seed(0)
     if args.reference:
         model = GainedMeanScaleHyperprior(ReferenceConfig())  # N=64, M=128 by default
         name = "reference MeanScaleHyperprior(64, 128)"
     else:
-        model = create_model(args.model)
-        name = args.model
+        model = create_model(args.model, **overrides)
+        name = args.model + "".join(f" {field}={json.dumps(value)}" for field, value in overrides.items())
     model.train()
     memory = torch.channels_last if args.channels_last else torch.contiguous_format
     model = model.to(memory_format=memory)

@@ -7,7 +7,9 @@ Loss per batch, with a quality level ``q`` drawn uniformly per batch (one model 
 
 Manual optimisation: the net optimiser steps through Lightning (so ``global_step`` counts training
 iterations); the aux optimiser steps the raw torch optimiser so it does not double the step count.
-The net learning rate drops by ``lr_drop_factor`` at ``lr_drop_step``. Before step
+The net learning rate drops by ``lr_drop_factor`` at ``lr_drop_step``, or, with ``lr_drop_at``, once
+that fraction of the trainer's ``max_time`` has passed (a schedule fitted to a wall-time budget, so
+that twins whose steps cost differently both drop at the same point of their budget). Before step
 ``noisy_y_hat_until`` the synthesis sees ``y + U(-0.5, 0.5)`` (fast early learning), afterwards
 straight-through rounding around the mean (as at test time).
 """
@@ -19,9 +21,11 @@ from typing import Any
 
 import pytorch_lightning as pl
 import torch
+from pytorch_lightning.callbacks import Timer
 from torch import Tensor
 
 from nvcodec.entropy import split_aux_parameters
+from nvcodec.codec.layers import ResidualUnit
 from nvcodec.codec.reference import GainedMeanScaleHyperprior, ReferenceConfig
 from nvcodec.registry import config_from_dict, create_model, initial_weights
 from nvcodec.train.freeze import restrict_training, trains_aux
@@ -53,6 +57,12 @@ class IntraSystem(pl.LightningModule):
     1e-5 a zero-started module would hardly leave zero.
     ``train_only``: parameter-name prefixes (e.g. ``[g_a., g_a_bypass.]``); everything else stays frozen, and
     the entropy bottleneck's aux step is skipped when its quantiles are frozen.
+    ``lr_drop_at``: drop the learning rate once this fraction of ``trainer.max_time`` has passed
+    (instead of at ``lr_drop_step``). ``grow_units_at``: g_s's residual units (``detail_units``,
+    ``stride8_units``), all still at zero (a from-scratch model), are skipped, costing nothing, until this
+    fraction of ``max_time`` has passed, then join; the model's function is unchanged at that moment,
+    as when they were added to trained weights (phases 11 and 16b). Both need ``max_time``; Lightning's
+    ``Timer`` keeps the elapsed time across resumes.
     ``channels_last``: keep weights and batches in NHWC memory order (pairs with ``precision: bf16-mixed``
     on CPUs with AVX-512-BF16 / AMX; the model's entropy models stay float32 under autocast).
     """
@@ -75,12 +85,19 @@ class IntraSystem(pl.LightningModule):
         channels_last: bool = False,
         new_lr_scale: float = 1.0,
         train_only: list[str] | None = None,
+        lr_drop_at: float | None = None,
+        grow_units_at: float | None = None,
     ) -> None:
         super().__init__()
         self.save_hyperparameters()
         self.automatic_optimization = False
         if new_lr_scale <= 0:
             raise ValueError(f"new_lr_scale must be > 0, got {new_lr_scale}")
+        for name, value in (("lr_drop_at", lr_drop_at), ("grow_units_at", grow_units_at)):
+            if value is not None and not 0.0 < value < 1.0:
+                raise ValueError(f"{name} must be a fraction of max_time in (0, 1), got {value}")
+        if lr_drop_at is not None and lr_drop_step is not None:
+            raise ValueError("give lr_drop_step or lr_drop_at, not both")
         self.fresh_parameters: set[str] = set()  # names of parameters not loaded from init_weights
         if reference:
             self.model = GainedMeanScaleHyperprior(config_from_dict(ReferenceConfig(), model_overrides or {}))
@@ -100,6 +117,27 @@ class IntraSystem(pl.LightningModule):
             self.model = self.model.to(memory_format=torch.channels_last)
         restrict_training(self.model, train_only, model_name)
         self.train_aux = trains_aux(self.model)
+        self.growing = [m for m in self.model.modules() if isinstance(m, ResidualUnit)] if grow_units_at is not None else []
+        if grow_units_at is not None and not self.growing:
+            raise ValueError("grow_units_at needs a model with residual units (detail_units / stride8_units)")
+        if any(not unit.is_zero for unit in self.growing):
+            raise ValueError("grow_units_at skips residual units, so they must still be at zero (train from scratch)")
+
+    def on_train_start(self) -> None:
+        if (self.hparams.lr_drop_at is not None or self.hparams.grow_units_at is not None) and self._timer() is None:
+            raise ValueError("lr_drop_at and grow_units_at are fractions of the trainer's max_time: set trainer.max_time")
+
+    def _timer(self) -> Timer | None:
+        timer = next((c for c in self.trainer.callbacks if isinstance(c, Timer)), None)
+        return timer if timer is not None and timer.time_remaining() is not None else None
+
+    def _budget_used(self) -> float:
+        """Fraction of ``trainer.max_time`` spent so far (0 without a trainer or a time budget)."""
+        timer = self._timer() if self._trainer is not None else None
+        if timer is None:
+            return 0.0
+        elapsed = timer.time_elapsed()
+        return elapsed / (elapsed + timer.time_remaining())
 
     def _matching(self, state: dict[str, Tensor]) -> dict[str, Tensor]:
         """The tensors of ``state`` that the model has with the same shape; says which it drops and which stay initialised."""
@@ -145,7 +183,11 @@ class IntraSystem(pl.LightningModule):
 
     def _current_lr(self) -> float:
         hp = self.hparams
-        lr = hp.lr * hp.lr_drop_factor if hp.lr_drop_step is not None and self.global_step >= hp.lr_drop_step else hp.lr
+        if hp.lr_drop_at is not None:
+            dropped = self._budget_used() >= hp.lr_drop_at
+        else:
+            dropped = hp.lr_drop_step is not None and self.global_step >= hp.lr_drop_step
+        lr = hp.lr * hp.lr_drop_factor if dropped else hp.lr
         if self.global_step < hp.lr_warmup_steps:
             return lr * (self.global_step + 1) / hp.lr_warmup_steps
         return lr
@@ -156,6 +198,10 @@ class IntraSystem(pl.LightningModule):
         if self.hparams.channels_last:
             batch = batch.contiguous(memory_format=torch.channels_last)
         noisy = self.global_step < self.hparams.noisy_y_hat_until
+        if self.growing:
+            grown = self._budget_used() >= self.hparams.grow_units_at
+            for unit in self.growing:
+                unit.active = grown
         loss, bpp, mse = rd_loss(self.model, batch, quality, self.lambdas[quality], noisy)
 
         for group in net_opt.param_groups:
@@ -183,6 +229,7 @@ class IntraSystem(pl.LightningModule):
                     "train/quality": float(quality),
                     "train/aux": aux_loss.detach(),
                     "train/lr": self._current_lr(),
+                    "train/budget": self._budget_used(),
                 },
                 on_step=True,
                 on_epoch=False,
