@@ -54,6 +54,7 @@ from torch import Tensor, nn
 
 from nvcodec.codec.layers import AttentionBlock, FrequencyDisentangle, ResidualUnit
 from nvcodec.entropy import HyperPrior, SliceCoder, pack_strings, unpack_strings
+from nvcodec.entropy.rans import float32
 from nvcodec.errors import BitstreamError, InputError
 from nvcodec.geometry import crop_to, pad_to_multiple
 
@@ -315,7 +316,7 @@ class IntraCodec(nn.Module):
 
     def aux_loss(self) -> Tensor:
         """Quantile loss of the EntropyBottleneck (its own optimiser), float32 even under autocast."""
-        with torch.autocast(device_type=self.log_gain.device.type, enabled=False):
+        with float32(self.log_gain):
             return self.hyperprior.entropy_bottleneck.loss()
 
     def update_entropy_models(self) -> None:

@@ -204,8 +204,9 @@ class IntraSystem(pl.LightningModule):
                 unit.active = grown
         loss, bpp, mse = rd_loss(self.model, batch, quality, self.lambdas[quality], noisy)
 
+        lr = self._current_lr()
         for group in net_opt.param_groups:
-            group["lr"] = self._current_lr() * group.get("lr_scale", 1.0)
+            group["lr"] = lr * group.get("lr_scale", 1.0)
         net_opt.zero_grad()
         self.manual_backward(loss)
         self.clip_gradients(net_opt, gradient_clip_val=self.hparams.grad_clip, gradient_clip_algorithm="norm")
@@ -228,7 +229,7 @@ class IntraSystem(pl.LightningModule):
                     "train/psnr": psnr,
                     "train/quality": float(quality),
                     "train/aux": aux_loss.detach(),
-                    "train/lr": self._current_lr(),
+                    "train/lr": lr,
                     "train/budget": self._budget_used(),
                 },
                 on_step=True,
