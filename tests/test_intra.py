@@ -500,6 +500,29 @@ def test_budget_schedule_drops_the_rate_and_grows_the_units() -> None:
         IntraSystem(model_name="intra-small", init_weights="intra-small", grow_units_at=0.5)
 
 
+def test_live_bypass_starts_the_bypass_at_default_init_only_from_scratch() -> None:
+    """``live_bypass``: a from-scratch intra's bypass convolutions start non-zero (so y gets the M-channel route
+    from step 0 and the model's function differs from the zero-started one); refused with weights or without bypass."""
+    pytest.importorskip("pytorch_lightning")
+    from nvcodec.train.image import IntraSystem
+
+    torch.manual_seed(0)
+    zero = IntraSystem(model_name=TINY, model_overrides={"bypass": True})
+    live = IntraSystem(model_name=TINY, model_overrides={"bypass": True}, live_bypass=True)
+    for system, started in ((zero, False), (live, True)):
+        for layer in (system.model.g_a_bypass, system.model.g_s_bypass):
+            assert bool(layer.weight.abs().sum() > 0) is started
+    x = torch.rand(1, 3, 64, 64, generator=torch.Generator().manual_seed(2))
+    with torch.no_grad():
+        main_path = live.model.g_a(x)  # y without the bypass
+        assert not torch.allclose(live.model.analysis(x), main_path)  # the bypass adds to y from step 0
+        assert torch.equal(zero.model.analysis(x), zero.model.g_a(x))  # zero-started: no contribution yet
+    with pytest.raises(ValueError, match="from scratch"):
+        IntraSystem(model_name=TINY, live_bypass=True)  # no bypass
+    with pytest.raises(ValueError, match="from scratch"):
+        IntraSystem(model_name="intra-small", init_weights="intra-small", live_bypass=True)
+
+
 def test_train_only_freezes_all_but_the_named_parts(tmp_path: Path) -> None:
     """``train_only`` prefixes: only those parameters get trained (a training step leaves the rest
     bit-identical), the aux step is skipped when the quantiles are frozen, and an unknown prefix is an error."""

@@ -63,6 +63,10 @@ class IntraSystem(pl.LightningModule):
     fraction of ``max_time`` has passed, then join; the model's function is unchanged at that moment,
     as when they were added to trained weights (phases 11 and 16b). Both need ``max_time``; Lightning's
     ``Timer`` keeps the elapsed time across resumes.
+    ``live_bypass``: a from-scratch intra's stride-8 <-> latent convolutions (``bypass``) start at PyTorch's
+    default initialisation instead of zero, so that y has a direct M-channel route from g_a's stride-8
+    features (and g_s from y), the reference's own last / first layers, from step 0; the zero start exists
+    so that trained weights without a bypass fine-tune from the same function, which a new model does not need.
     ``channels_last``: keep weights and batches in NHWC memory order (pairs with ``precision: bf16-mixed``
     on CPUs with AVX-512-BF16 / AMX; the model's entropy models stay float32 under autocast).
     """
@@ -87,6 +91,7 @@ class IntraSystem(pl.LightningModule):
         train_only: list[str] | None = None,
         lr_drop_at: float | None = None,
         grow_units_at: float | None = None,
+        live_bypass: bool = False,
     ) -> None:
         super().__init__()
         self.save_hyperparameters()
@@ -109,6 +114,11 @@ class IntraSystem(pl.LightningModule):
                 state = self._matching(state)
             state = self._retarget_gains(state, tuple(source.config.lambdas))
             self.model.load_state_dict(state, strict=not model_overrides)
+        if live_bypass:
+            if init_weights or reference or not getattr(self.model.config, "bypass", False):
+                raise ValueError("live_bypass is for an intra model with bypass: true trained from scratch (no init_weights)")
+            for layer in (self.model.g_a_bypass, self.model.g_s_bypass):
+                layer.reset_parameters()
         self.lambdas = tuple(self.model.config.lambdas)
         self.train_levels = tuple(train_levels) if train_levels else tuple(range(len(self.lambdas)))
         if not all(0 <= level < len(self.lambdas) for level in self.train_levels):
