@@ -275,8 +275,11 @@ def interrupt_when(
     """Run the CLI with ``script``'s patch, send ``signum`` once ``ready(marker_bytes)``; return the result."""
     marker = tmp_path.parent / f"{tmp_path.name}.marker"
     marker.unlink(missing_ok=True)
+    # a suite started in the background (``cmd &`` without job control) inherits SIGINT ignored, and Python keeps an
+    # ignored SIGINT ignored: give the child the default disposition, as a terminal's foreground job has
     proc = subprocess.Popen([sys.executable, "-c", script, str(marker), *args], cwd=tmp_path,
-                            stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+                            stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
+                            preexec_fn=lambda: signal.signal(signal.SIGINT, signal.SIG_DFL))
     deadline = time.monotonic() + limit
     while not (marker.exists() and ready(marker.stat().st_size)):
         assert proc.poll() is None, proc.communicate()
