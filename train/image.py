@@ -115,7 +115,7 @@ class IntraSystem(pl.LightningModule):
             state = self._retarget_gains(state, tuple(source.config.lambdas))
             self.model.load_state_dict(state, strict=not model_overrides)
         if live_bypass:
-            if init_weights or reference or not getattr(self.model.config, "bypass", False):
+            if init_weights or not getattr(self.model.config, "bypass", False):  # the reference has no bypass
                 raise ValueError("live_bypass is for an intra model with bypass: true trained from scratch (no init_weights)")
             for layer in (self.model.g_a_bypass, self.model.g_s_bypass):
                 layer.reset_parameters()
