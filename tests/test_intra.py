@@ -500,6 +500,37 @@ def test_budget_schedule_drops_the_rate_and_grows_the_units() -> None:
         IntraSystem(model_name="intra-small", init_weights="intra-small", grow_units_at=0.5)
 
 
+def test_resume_with_a_longer_budget_refuses_to_undo_the_schedule() -> None:
+    """Resumed with a longer ``max_time``, the fractions lie later: trained units before ``grow_units_at`` and a
+    restored dropped rate before ``lr_drop_at`` are refused at train start; a fresh run starts."""
+    pytest.importorskip("pytorch_lightning")
+    from unittest import mock
+
+    from nvcodec.train.image import IntraSystem
+
+    system = IntraSystem(model_name=TINY, model_overrides={"detail_units": True}, lr=1e-3, lr_drop_at=0.6, grow_units_at=0.5)
+    net_opt, _ = system.configure_optimizers()
+
+    def start(budget: float) -> None:
+        with (
+            mock.patch.object(IntraSystem, "_timer", return_value=mock.MagicMock()),
+            mock.patch.object(IntraSystem, "_budget_used", return_value=budget),
+            mock.patch.object(IntraSystem, "optimizers", return_value=(net_opt, mock.MagicMock())),
+        ):
+            system.on_train_start()
+
+    start(0.3)  # fresh: units at zero, rate as configured
+    with torch.no_grad():
+        system.growing[0].body[2].weight.add_(1.0)  # as a resumed run whose units have grown
+    with pytest.raises(ValueError, match="grow_units_at"):
+        start(0.3)
+    start(0.55)  # past grow_units_at: fine
+    net_opt.param_groups[0]["lr"] = 1e-4  # restored from a run whose rate had dropped
+    with pytest.raises(ValueError, match="lr_drop_at"):
+        start(0.55)
+    start(0.7)  # past lr_drop_at: fine
+
+
 def test_live_bypass_starts_the_bypass_at_default_init_only_from_scratch() -> None:
     """``live_bypass``: a from-scratch intra's bypass convolutions start non-zero (so y gets the M-channel route
     from step 0 and the model's function differs from the zero-started one); refused with weights or without bypass."""

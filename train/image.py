@@ -136,6 +136,20 @@ class IntraSystem(pl.LightningModule):
     def on_train_start(self) -> None:
         if (self.hparams.lr_drop_at is not None or self.hparams.grow_units_at is not None) and self._timer() is None:
             raise ValueError("lr_drop_at and grow_units_at are fractions of the trainer's max_time: set trainer.max_time")
+        self._refuse_undone_schedule()
+
+    def _refuse_undone_schedule(self) -> None:
+        """A run resumed with a longer ``max_time`` moves its schedule's fractions later: refuse where that would
+        undo what already happened (trained residual units switched off again, a dropped rate raised again)."""
+        hp, used = self.hparams, self._budget_used()
+        if hp.grow_units_at is not None and used < hp.grow_units_at and any(not unit.is_zero for unit in self.growing):
+            raise ValueError(f"resumed at {used:.0%} of max_time, before grow_units_at {hp.grow_units_at}, with the residual "
+                             "units already trained: they would be switched off; drop grow_units_at from the config")
+        if hp.lr_drop_at is not None and used < hp.lr_drop_at and self.global_step >= hp.lr_warmup_steps:
+            group = self.optimizers()[0].param_groups[0]
+            if group["lr"] < hp.lr * group.get("lr_scale", 1.0) * (1.0 + hp.lr_drop_factor) / 2:  # restored after the drop
+                raise ValueError(f"resumed at {used:.0%} of max_time, before lr_drop_at {hp.lr_drop_at}, from a run whose "
+                                 f"rate had dropped: it would rise back to {hp.lr}; give the dropped rate as lr, without lr_drop_at")
 
     def _timer(self) -> Timer | None:
         timer = next((c for c in self.trainer.callbacks if isinstance(c, Timer)), None)
